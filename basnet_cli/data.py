@@ -1,0 +1,132 @@
+"""Datasets: find image/mask pairs, decode them, and build tf.data pipelines.
+
+Layouts understood by :func:`find_pairs`:
+- DUTS: ``<root>/<name>-Image/`` + ``<root>/<name>-Mask/`` (e.g. DUTS-TR, DUTS-TE);
+- plain: ``<root>/images/`` + ``<root>/masks/`` (also ``imgs``/``gt``, ``Image``/``GT``...);
+- explicit folders given by the caller (``--images DIR --masks DIR``).
+Pairs match by file stem (``0001.jpg`` <-> ``0001.png``), recursively, sub-folders included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+MASK_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".webp")
+
+_PLAIN_IMAGE_DIRS = ("images", "imgs", "image", "Image", "Images", "img", "im")
+_PLAIN_MASK_DIRS = ("masks", "mask", "gt", "GT", "Masks", "Mask", "labels", "annotations")
+
+
+class DatasetError(ValueError):
+    """The dataset folder cannot be understood (usage error)."""
+
+
+@dataclass
+class PairScan:
+    """Result of :func:`find_pairs`."""
+
+    pairs: list[tuple[Path, Path]]
+    image_dir: Path
+    mask_dir: Path
+    layout: str
+    unmatched_images: list[Path] = field(default_factory=list)
+    unmatched_masks: list[Path] = field(default_factory=list)
+
+    @property
+    def unmatched(self) -> int:
+        return len(self.unmatched_images) + len(self.unmatched_masks)
+
+    def describe_unmatched(self, limit: int = 5) -> str:
+        """One line: counts plus the first few names, or "" when everything matched."""
+        parts = []
+        for label, items, base in (("images without a mask", self.unmatched_images,
+                                    self.image_dir),
+                                   ("masks without an image", self.unmatched_masks,
+                                    self.mask_dir)):
+            if items:
+                names = ", ".join(str(p.relative_to(base)) for p in items[:limit])
+                more = f", ... (+{len(items) - limit})" if len(items) > limit else ""
+                parts.append(f"{len(items)} {label} ({names}{more})")
+        return "; ".join(parts)
+
+
+def _files(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
+    """Map relative stem (sub-folders kept, extension dropped) -> path."""
+    out: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix.lower() in exts and not path.name.startswith("."):
+            key = path.relative_to(folder).with_suffix("").as_posix()
+            out.setdefault(key, path)
+    return out
+
+
+def detect_layout(root: Path) -> tuple[Path, Path, str]:
+    """Find the image and mask folders inside ``root``."""
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder")
+    for image_dir in sorted(root.glob("*-Image")):
+        mask_dir = root / (image_dir.name[: -len("-Image")] + "-Mask")
+        if mask_dir.is_dir():
+            return image_dir, mask_dir, "duts"
+    for i in _PLAIN_IMAGE_DIRS:
+        for m in _PLAIN_MASK_DIRS:
+            if (root / i).is_dir() and (root / m).is_dir():
+                return root / i, root / m, "plain"
+    raise DatasetError(
+        f"{root}: no dataset layout found; expected <name>-Image/ + <name>-Mask/ (DUTS) or "
+        f"images/ + masks/ (plain), or pass --images DIR --masks DIR"
+    )
+
+
+def find_pairs(root: str | Path | None = None, *, images: str | Path | None = None,
+               masks: str | Path | None = None) -> PairScan:
+    """Pair images with masks by stem, from a dataset root or explicit folders."""
+    if images is not None or masks is not None:
+        if images is None or masks is None:
+            raise DatasetError("--images and --masks must be given together")
+        image_dir, mask_dir, layout = Path(images), Path(masks), "explicit"
+        for d in (image_dir, mask_dir):
+            if not d.is_dir():
+                raise DatasetError(f"{d} is not a folder")
+    elif root is not None:
+        image_dir, mask_dir, layout = detect_layout(Path(root))
+    else:
+        raise DatasetError("give a dataset folder or --images and --masks")
+    imgs = _files(image_dir, IMAGE_EXTS)
+    msks = _files(mask_dir, MASK_EXTS)
+    common = sorted(set(imgs) & set(msks))
+    return PairScan(
+        pairs=[(imgs[k], msks[k]) for k in common],
+        image_dir=image_dir,
+        mask_dir=mask_dir,
+        layout=layout,
+        unmatched_images=[imgs[k] for k in sorted(set(imgs) - set(msks))],
+        unmatched_masks=[msks[k] for k in sorted(set(msks) - set(imgs))],
+    )
+
+
+def load_mask(path: str | Path) -> np.ndarray:
+    """Read a mask as float32 ``(H, W)`` in [0, 1].
+
+    1-bit, 8/16-bit grey, palette, RGB(A) and grey-valued masks are all accepted: colour masks
+    are converted to luminance; 16-bit ones are scaled by 65535; no thresholding is applied.
+    """
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(im, dtype=np.float32)
+            top = 65535.0 if arr.max() > 255 else 255.0
+            return np.clip(arr / top, 0.0, 1.0)
+        if im.mode == "F":
+            arr = np.asarray(im, dtype=np.float32)
+            return np.clip(arr / (255.0 if arr.max() > 1.0 else 1.0), 0.0, 1.0)
+        if im.mode == "1":
+            return np.asarray(im, dtype=np.float32)
+        if im.mode in ("RGBA", "LA", "PA"):
+            im = im.convert("RGB") if im.mode != "LA" else im.convert("L")
+        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0

@@ -1,0 +1,116 @@
+"""Resolve what a user passes as ``--model``: a preset name, a weights file or a ``.keras`` file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from basnet_cli.model.config import PRESETS, BASNetConfig, get_preset
+
+
+class ModelSpecError(ValueError):
+    """The ``--model`` value names nothing we can load (a usage error, exit code 2)."""
+
+
+def weights_dir() -> Path:
+    """Folder of the bundled weights (``$BASNET_WEIGHTS_DIR`` or the repo's ``weights/``)."""
+    env = os.environ.get("BASNET_WEIGHTS_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "weights"
+
+
+def bundled_weights(preset: str) -> Path | None:
+    path = weights_dir() / f"{preset}.weights.h5"
+    return path if path.is_file() else None
+
+
+@dataclass
+class ModelSource:
+    """Where a model comes from: a preset (+ optional weights) or a saved ``.keras`` file."""
+
+    kind: str  # "preset" | "weights" | "keras"
+    config: BASNetConfig | None
+    path: Path | None
+
+    def describe(self) -> str:
+        if self.kind == "keras":
+            return str(self.path)
+        name = self.config.name if self.config else "?"
+        return f"{name} ({self.path})" if self.path else f"{name} (random init)"
+
+
+def _preset_from_filename(path: Path) -> BASNetConfig | None:
+    name = path.name
+    for preset in sorted(PRESETS, key=len, reverse=True):
+        if name.startswith(preset + ".") or name.startswith(preset + "_"):
+            return PRESETS[preset]
+    return None
+
+
+def resolve(spec: str, *, preset: str | None = None, require_weights: bool = True) -> ModelSource:
+    """Turn ``--model`` into a :class:`ModelSource` without building anything.
+
+    ``spec`` is a preset name (bundled weights are used; with ``require_weights=False`` a missing
+    weights file means random initialisation), a ``.weights.h5`` file (its preset comes from
+    ``preset``, the file name, or is found by trying each preset) or a ``.keras`` file.
+    """
+    if spec in PRESETS:
+        weights = bundled_weights(spec)
+        if weights is None and require_weights:
+            raise ModelSpecError(
+                f"preset {spec!r} has no bundled weights in {weights_dir()}; train one "
+                f"(`basnet train`), convert official weights (`basnet convert`) or pass a file"
+            )
+        return ModelSource("preset", PRESETS[spec], weights)
+    path = Path(spec)
+    if not path.exists():
+        raise ModelSpecError(
+            f"--model {spec!r} is neither a preset ({', '.join(PRESETS)}) nor an existing file"
+        )
+    if path.name.endswith(".keras"):
+        return ModelSource("keras", None, path)
+    if path.name.endswith(".weights.h5") or path.suffix == ".h5":
+        config = get_preset(preset) if preset else _preset_from_filename(path)
+        return ModelSource("weights", config, path)
+    raise ModelSpecError(f"--model {spec!r}: expected a preset, a .weights.h5 or a .keras file")
+
+
+def load_training_model(source: ModelSource, input_shape: tuple = (None, None, 3)):
+    """Build (or load) the 8-output training model for ``source``."""
+    from basnet_cli.runtime import import_keras
+
+    keras = import_keras()
+    from basnet_cli.model.basnet import build_basnet
+
+    if source.kind == "keras":
+        import basnet_cli.losses  # noqa: F401  (registers HybridLoss for deserialisation)
+
+        return keras.saving.load_model(source.path, compile=False, safe_mode=True)
+    if source.config is not None:
+        model = build_basnet(source.config, input_shape)
+        if source.path is not None:
+            model.load_weights(source.path)
+        return model
+    # Unknown preset for a weights file: try each preset until the shapes fit.
+    errors = []
+    for config in PRESETS.values():
+        model = build_basnet(config, input_shape)
+        try:
+            model.load_weights(source.path)
+        except Exception as exc:  # noqa: BLE001 - shape mismatch means "not this preset"
+            errors.append(f"{config.name}: {str(exc).splitlines()[0][:80]}")
+            continue
+        source.config = config
+        return model
+    raise ModelSpecError(
+        f"{source.path} does not fit any preset ({'; '.join(errors)}); pass --preset"
+    )
+
+
+def load_inference_model(source: ModelSource):
+    """The refined-map-only model for ``source``."""
+    from basnet_cli.model.basnet import inference_model
+
+    return inference_model(load_training_model(source))
