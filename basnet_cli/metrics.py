@@ -9,7 +9,7 @@ Input conventions (identical to ``py_sod_metrics`` with ``normalize=True``):
 * ``pred`` as ``uint8`` 0..255 (a saved map): divided by 255, then min-max normalised per image
   when it is not constant (MATLAB's ``mapminmax(im2double(.))``).
 * ``pred`` as float in [0, 1] (a model output in memory): first quantised with :func:`to_uint8`
-  (round to nearest, exactly what saving it as an 8-bit PNG does), then as above. So evaluating in
+  (round half up, exactly what saving it as an 8-bit PNG does), then as above. So evaluating in
   memory gives the same numbers as saving the maps and scoring the PNGs.
 * ``gt`` as ``uint8``: foreground where ``gt > 128``; float [0, 1]: where ``round(gt*255) > 128``;
   ``bool``: as is.
@@ -38,7 +38,8 @@ _LEVELS = np.arange(256, dtype=np.float64) / 255.0
 
 
 def to_uint8(pred: np.ndarray) -> np.ndarray:
-    """Quantise a float map in [0, 1] to uint8 0..255 (round to nearest; clipped).
+    """Quantise a float map in [0, 1] to uint8 0..255 (``floor(p*255 + 0.5)`` in float32, as
+    ``basnet predict`` writes its masks; clipped).
 
     uint8 input is returned unchanged; bool input maps to 0/255.
     """
@@ -47,8 +48,8 @@ def to_uint8(pred: np.ndarray) -> np.ndarray:
         return arr
     if arr.dtype == bool:
         return arr.astype(np.uint8) * np.uint8(255)
-    out = np.rint(np.clip(arr.astype(np.float32, copy=False), 0.0, 1.0) * 255.0)
-    return out.astype(np.uint8)
+    arr = np.clip(arr.astype(np.float32, copy=False), 0.0, 1.0)
+    return (arr * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
 
 
 def binarize_gt(gt: np.ndarray) -> np.ndarray:
@@ -159,35 +160,64 @@ def _f_beta(p: np.ndarray | float, r: np.ndarray | float, beta2: float) -> np.nd
 
 
 class _Metric:
-    """Base: ``step`` prepares the pair, ``update`` consumes a prepared :class:`Sample`."""
+    """Base of the accumulators.
+
+    ``compute(sample)`` is pure (safe to call from worker threads) and returns this image's
+    values: plain names are per-image scalars, names starting with ``_`` are curves kept only
+    until ``add``. ``add(values)`` accumulates them (main thread) and returns the scalars.
+    ``update(sample)`` and ``step(pred, gt)`` do both.
+    """
 
     def step(self, pred: np.ndarray, gt: np.ndarray, normalize: bool = True) -> dict[str, float]:
         """Add one image (see the module docstring for input conventions)."""
         return self.update(prepare(pred, gt, normalize))
 
-    def update(self, sample: Sample) -> dict[str, float]:  # pragma: no cover - abstract
+    def update(self, sample: Sample) -> dict[str, float]:
         """Add one prepared image; returns this image's values (for per-image reports)."""
+        return self.add(self.compute(sample))
+
+    def compute(self, sample: Sample) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def get_results(self) -> dict[str, Any]:  # pragma: no cover - abstract
+    def add(self, values: dict[str, Any]) -> dict[str, float]:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
-class MAE(_Metric):
-    """Mean absolute error, per image then averaged over images."""
+def _scalars(values: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items() if not k.startswith("_")}
+
+
+class _MeanOf(_Metric):
+    """A metric that is one number per image, averaged over images."""
+
+    key = ""
 
     def __init__(self) -> None:
         self.total = 0.0
         self.count = 0
 
-    def update(self, sample: Sample) -> dict[str, float]:
-        value = float(np.mean(np.abs(sample.pred - sample.gt)))
-        self.total += value
+    def add(self, values: dict[str, Any]) -> dict[str, float]:
+        self.total += values[self.key]
         self.count += 1
-        return {"mae": value}
+        return _scalars(values)
+
+    def mean(self) -> float:
+        return self.total / self.count if self.count else float("nan")
+
+    def get_results(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class MAE(_MeanOf):
+    """Mean absolute error, per image then averaged over images."""
+
+    key = "mae"
+
+    def compute(self, sample: Sample) -> dict[str, Any]:
+        return {"mae": float(np.mean(np.abs(sample.pred - sample.gt)))}
 
     def get_results(self) -> dict[str, Any]:
-        return {"mae": self.total / self.count if self.count else float("nan")}
+        return {"mae": self.mean()}
 
 
 class FMeasure(_Metric):
@@ -227,15 +257,18 @@ class FMeasure(_Metric):
         r = tp / sample.gt_count
         return float((1 + self.beta2) * p * r / (self.beta2 * p + r))
 
-    def update(self, sample: Sample) -> dict[str, float]:
+    def compute(self, sample: Sample) -> dict[str, Any]:
         p, r, f = self.curves(sample)
-        self.p_total += p
-        self.r_total += r
-        self.f_total += f
-        adaptive = self.adaptive(sample)
-        self.adaptive_total += adaptive
+        return {"max_f": float(f.max()), "adaptive_f": self.adaptive(sample),
+                "_p": p, "_r": r, "_f": f}
+
+    def add(self, values: dict[str, Any]) -> dict[str, float]:
+        self.p_total += values["_p"]
+        self.r_total += values["_r"]
+        self.f_total += values["_f"]
+        self.adaptive_total += values["adaptive_f"]
         self.count += 1
-        return {"max_f": float(f.max()), "adaptive_f": adaptive}
+        return _scalars(values)
 
     def get_results(self) -> dict[str, Any]:
         n = max(self.count, 1)
@@ -319,22 +352,20 @@ def s_measure(pred: np.ndarray, gt: np.ndarray, alpha: float = 0.5) -> float:
     return float(max(0.0, object_score * alpha + region_score * (1 - alpha)))
 
 
-class SMeasure(_Metric):
+class SMeasure(_MeanOf):
     """S-measure (alpha = 0.5), per image then averaged."""
 
-    def __init__(self, alpha: float = 0.5) -> None:
-        self.alpha = alpha
-        self.total = 0.0
-        self.count = 0
+    key = "s_measure"
 
-    def update(self, sample: Sample) -> dict[str, float]:
-        value = s_measure(sample.pred, sample.gt, self.alpha)
-        self.total += value
-        self.count += 1
-        return {"s_measure": value}
+    def __init__(self, alpha: float = 0.5) -> None:
+        super().__init__()
+        self.alpha = alpha
+
+    def compute(self, sample: Sample) -> dict[str, Any]:
+        return {"s_measure": s_measure(sample.pred, sample.gt, self.alpha)}
 
     def get_results(self) -> dict[str, Any]:
-        return {"sm": self.total / self.count if self.count else float("nan")}
+        return {"sm": self.mean()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,15 +407,18 @@ class EMeasure(_Metric):
         self.adaptive_total = 0.0
         self.count = 0
 
-    def update(self, sample: Sample) -> dict[str, float]:
+    def compute(self, sample: Sample) -> dict[str, Any]:
         tp, fp = sample.cumulative()
         curve = _e_from_counts(tp, fp, sample.gt_count, sample.size)
         atp, apos = sample.adaptive_counts()
         adaptive = float(_e_from_counts(atp, apos - atp, sample.gt_count, sample.size))
-        self.curve_total += curve
-        self.adaptive_total += adaptive
+        return {"max_e": float(curve.max()), "adaptive_e": adaptive, "_e": curve}
+
+    def add(self, values: dict[str, Any]) -> dict[str, float]:
+        self.curve_total += values["_e"]
+        self.adaptive_total += values["adaptive_e"]
         self.count += 1
-        return {"max_e": float(curve.max()), "adaptive_e": adaptive}
+        return _scalars(values)
 
     def get_results(self) -> dict[str, Any]:
         if not self.count:
@@ -575,22 +609,20 @@ def weighted_f_measure(pred: np.ndarray, gt: np.ndarray, beta2: float = 1.0) -> 
     return float((1 + beta2) * R * P / (R + beta2 * P + EPS))
 
 
-class WeightedFMeasure(_Metric):
+class WeightedFMeasure(_MeanOf):
     """Weighted F-measure (beta^2 = 1, 7x7 Gaussian sigma 5), per image then averaged."""
 
-    def __init__(self, beta2: float = 1.0) -> None:
-        self.beta2 = beta2
-        self.total = 0.0
-        self.count = 0
+    key = "weighted_f"
 
-    def update(self, sample: Sample) -> dict[str, float]:
-        value = weighted_f_measure(sample.pred, sample.gt, self.beta2)
-        self.total += value
-        self.count += 1
-        return {"weighted_f": value}
+    def __init__(self, beta2: float = 1.0) -> None:
+        super().__init__()
+        self.beta2 = beta2
+
+    def compute(self, sample: Sample) -> dict[str, Any]:
+        return {"weighted_f": weighted_f_measure(sample.pred, sample.gt, self.beta2)}
 
     def get_results(self) -> dict[str, Any]:
-        return {"wfm": self.total / self.count if self.count else float("nan")}
+        return {"wfm": self.mean()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -650,25 +682,24 @@ def relaxed_boundary_f(pred_bin: np.ndarray, gt_bin: np.ndarray, rho: int = 3,
     return f, float(precision), float(recall)
 
 
-class RelaxedBoundaryFMeasure(_Metric):
+class RelaxedBoundaryFMeasure(_MeanOf):
     """BASNet's relaxed boundary F-measure: prediction binarised at ``>= 0.5`` (after the usual
     normalisation), GT at ``> 128``; boundary = mask XOR its 3x3 erosion; tolerance ``rho`` = 3
     pixels (Euclidean); F per image with beta^2 = 0.3, averaged over images."""
 
+    key = "relaxed_f"
+
     def __init__(self, rho: int = 3, beta2: float = BETA2) -> None:
+        super().__init__()
         self.rho = rho
         self.beta2 = beta2
-        self.total = 0.0
-        self.count = 0
 
-    def update(self, sample: Sample) -> dict[str, float]:
-        value = relaxed_boundary_f(sample.pred >= 0.5, sample.gt, self.rho, self.beta2)[0]
-        self.total += value
-        self.count += 1
-        return {"relaxed_f": value}
+    def compute(self, sample: Sample) -> dict[str, Any]:
+        f = relaxed_boundary_f(sample.pred >= 0.5, sample.gt, self.rho, self.beta2)[0]
+        return {"relaxed_f": f}
 
     def get_results(self) -> dict[str, Any]:
-        return {"relax_f": self.total / self.count if self.count else float("nan")}
+        return {"relax_f": self.mean()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -699,11 +730,24 @@ class MetricSuite:
     def count(self) -> int:
         return self.mae.count
 
-    def update(self, sample: Sample) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for metric in (self.mae, self.fm, self.sm, self.em, self.wfm, self.relax):
-            out.update(metric.update(sample))
+    def _metrics(self) -> tuple[_Metric, ...]:
+        return (self.mae, self.fm, self.sm, self.em, self.wfm, self.relax)
+
+    def compute(self, sample: Sample) -> dict[str, Any]:
+        """All metrics' values for one image (pure: may run in a worker thread)."""
+        out: dict[str, Any] = {}
+        for metric in self._metrics():
+            out.update(metric.compute(sample))
         return out
+
+    def add(self, values: dict[str, Any]) -> dict[str, float]:
+        """Accumulate :meth:`compute`'s values; returns the image's scalars."""
+        for metric in self._metrics():
+            metric.add(values)
+        return _scalars(values)
+
+    def update(self, sample: Sample) -> dict[str, float]:
+        return self.add(self.compute(sample))
 
     def step(self, pred: np.ndarray, gt: np.ndarray, normalize: bool = True) -> dict[str, float]:
         return self.update(prepare(pred, gt, normalize))
