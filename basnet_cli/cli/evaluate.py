@@ -1,13 +1,232 @@
-"""`basnet evaluate` (not built yet)."""
+"""`basnet evaluate`: score a model on a labelled dataset, or saved maps against ground truth."""
 
 from __future__ import annotations
 
-from basnet_cli.cli.app import app, not_built
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from basnet_cli.cli.app import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, app, console, err_console, fail
+
+_HELP = """Salient-object metrics: MAE, F-measure (max/mean/adaptive), weighted F, S-measure,
+E-measure (max/mean/adaptive) and BASNet's relaxed boundary F-measure.
+
+Model mode: basnet evaluate --data DUTS-TE [--model basnet-lite] [--save-maps DIR]
+
+Maps mode:  basnet evaluate --pred maps/methodA --pred maps/methodB --gt DUTS-TE
+
+Maps pair with masks by relative file stem; maps of another size are resized to the GT size;
+masks without a map and maps without a mask are reported. Conventions are PySODMetrics'
+(beta^2 = 0.3, 256 thresholds, per-image curves averaged; --curve dataset for the classic
+dataset-level precision/recall). Reports (--report DIR): metrics.json, metrics.md,
+per_image.csv (worst images first), pr_curve.png and f_threshold.png.
+
+Exit codes: 0 success, 1 some files could not be read (or nothing could be evaluated),
+2 usage error (bad options, no pairs, unknown model).
+"""
 
 
-@app.command(
-    "evaluate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
-)
-def evaluate_command() -> None:
-    """Not built yet: exits with code 3."""
-    raise not_built("evaluate", "see the open issue for this command")
+class _RichProgress:
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]evaluate"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("eta"), TimeRemainingColumn(), TimeElapsedColumn(),
+            console=err_console, transient=True,
+        )
+        self._task: Any = None
+
+    @property
+    def console(self) -> Any:
+        return self._progress.console
+
+    def start(self, total: int) -> None:
+        self._task = self._progress.add_task("evaluate", total=total)
+        self._progress.start()
+
+    def advance(self, n: int) -> None:
+        self._progress.advance(self._task, n)
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
+def _default_report_dir(mode: str, dataset: str, model: str) -> Path:
+    """Beside the model file when --model is a file, else ./eval-<dataset>[-<preset>]."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
+    if mode == "model":
+        path = Path(model)
+        if path.is_file():
+            return path.parent / f"eval-{safe}"
+        return Path(f"eval-{safe}-{model}")
+    return Path(f"eval-{safe}")
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _print_summary(run: Any, report_paths: dict[str, Path] | None) -> None:
+    from rich.table import Table
+
+    from basnet_cli.report import COLUMNS
+
+    title = f"{run.dataset}: {run.mode} mode"
+    if run.mode == "model":
+        title += f" ({run.model}, {run.size}x{run.size})"
+    # metrics as rows, methods as columns: fits a terminal for any usual number of methods
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column("metric", no_wrap=True)
+    for m in run.methods:
+        table.add_column(m.name, justify="right", no_wrap=True)
+    for key, label, higher in COLUMNS:
+        arrow = "" if higher else " (lower is better)"
+        table.add_row(label + arrow, *(_fmt(m.metrics.get(key, float("nan")))
+                                       for m in run.methods))
+    table.add_row("images", *(str(m.count) for m in run.methods), end_section=False)
+    console.print(table)
+    for m in run.methods:
+        bits = []
+        if m.missing:
+            shown = ", ".join(m.missing[:5]) + (", ..." if len(m.missing) > 5 else "")
+            bits.append(f"{len(m.missing)} masks without a map ({shown})")
+        if m.extra:
+            shown = ", ".join(m.extra[:5]) + (", ..." if len(m.extra) > 5 else "")
+            bits.append(f"{len(m.extra)} maps without a mask ({shown})")
+        if m.failed:
+            bits.append(f"{len(m.failed)} unreadable")
+        if m.resized:
+            bits.append(f"{m.resized} maps resized to the mask size")
+        if bits:
+            console.print(f"[yellow]{m.name}:[/] " + "; ".join(bits), highlight=False)
+    speed = "; ".join(f"{m.name} {m.maps_per_second:.1f} maps/s" for m in run.methods if m.count)
+    curve = "per-image curves" if run.curve == "image" else "dataset-level P/R"
+    console.print(f"F: beta^2 0.3, {curve}; {run.seconds:.1f}s ({speed})", highlight=False)
+    if report_paths:
+        folder = next(iter(report_paths.values())).parent
+        console.print(f"report: {folder}/ ({', '.join(p.name for p in report_paths.values())})",
+                      highlight=False)
+
+
+@app.command("evaluate", help=_HELP)
+def evaluate_command(
+    data: Annotated[str | None, typer.Option(
+        "--data", "-d", help="Model mode: a labelled dataset (DUTS <name>-Image/<name>-Mask "
+                             "or images/ + masks/).", show_default=False)] = None,
+    images: Annotated[str | None, typer.Option(
+        "--images", help="Model mode with explicit folders: the photos (with --masks).",
+        show_default=False)] = None,
+    masks: Annotated[str | None, typer.Option(
+        "--masks", help="Model mode with explicit folders: the masks (with --images).",
+        show_default=False)] = None,
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="Model mode: a preset with bundled weights (basnet, basnet-r18, "
+                              "basnet-lite), a .weights.h5 file or a .keras file.")
+    ] = "basnet-lite",
+    size: Annotated[int, typer.Option(
+        "--size", "-s", help="Model mode: network input side (multiple of 32); maps are "
+                             "resized back to each mask's size.")] = 320,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
+                                            help="Model mode: images per model call.")] = 4,
+    save_maps: Annotated[str | None, typer.Option(
+        "--save-maps", help="Model mode: also write each 8-bit map (<stem>.png, mask size) "
+                            "here; maps mode on them gives the same numbers.",
+        show_default=False)] = None,
+    pred: Annotated[list[str] | None, typer.Option(
+        "--pred", "-p", help="Maps mode: a folder of saliency maps; repeat for a comparison "
+                             "table.", show_default=False)] = None,
+    gt: Annotated[str | None, typer.Option(
+        "--gt", "-g", help="Maps mode: the ground-truth masks (a folder, or a dataset root).",
+        show_default=False)] = None,
+    name: Annotated[list[str] | None, typer.Option(
+        "--name", "-n", help="Maps mode: a display name per --pred, in order (default: the "
+                             "folder names).", show_default=False)] = None,
+    curve: Annotated[str, typer.Option(
+        "--curve", help="image: per-image P/R/F curves averaged over images (PySODMetrics); "
+                        "dataset: P and R averaged over images first, then F (classic "
+                        "MATLAB toolboxes, Model Garden).")] = "image",
+    report: Annotated[str | None, typer.Option(
+        "--report", "-r", help="Report folder (default: beside a --model file as "
+                               "eval-<dataset>/, else ./eval-<dataset>[-<preset>]).",
+        show_default=False)] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Write no report files.")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-j", min=1, help="Decode/metric threads (default: the CPUs, up to 8).",
+        show_default=False)] = None,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print the numbers as JSON on stdout (no table).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    from basnet_cli.evaluate import EvaluateUsageError, evaluate_maps, evaluate_model
+
+    maps_mode = bool(pred) or gt is not None
+    model_mode = data is not None or images is not None or masks is not None
+    if maps_mode and model_mode:
+        raise fail("use either --pred/--gt (maps mode) or --data/--images/--masks (model "
+                   "mode), not both")
+    if not maps_mode and not model_mode:
+        raise fail("nothing to evaluate: give --data DIR (model mode) or --pred DIR --gt DIR "
+                   "(maps mode); see basnet evaluate --help")
+    if maps_mode and (not pred or gt is None):
+        raise fail("maps mode needs both --pred DIR and --gt DIR")
+    if curve not in ("image", "dataset"):
+        raise fail(f"--curve must be image or dataset, got {curve!r}")
+
+    show_progress = not quiet and err_console.is_terminal
+    progress = _RichProgress() if show_progress else None
+    line_console = progress.console if progress is not None else err_console
+
+    def on_error(method: str, stem: str, reason: str) -> None:
+        from rich.markup import escape
+
+        line_console.print(f"[red]unreadable:[/] {escape(method)}: {escape(reason)}",
+                           highlight=False, soft_wrap=True)
+
+    try:
+        if maps_mode:
+            run = evaluate_maps(pred or [], gt or "", names=name or None, curve=curve,
+                                workers=workers, progress=progress, on_error=on_error)
+        else:
+            run = evaluate_model(data, images=images, masks=masks, model=model, size=size,
+                                 batch_size=batch_size, save_maps=save_maps, curve=curve,
+                                 workers=workers, progress=progress, on_error=on_error)
+    except EvaluateUsageError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
+
+    report_paths = None
+    if not no_report and run.evaluated:
+        out_dir = Path(report) if report else _default_report_dir(run.mode, run.dataset, model)
+        from basnet_cli.report import write_reports
+
+        try:
+            report_paths = write_reports(run, out_dir)
+        except OSError as exc:
+            raise fail(f"cannot write the report to {out_dir}: {exc}", EXIT_USAGE) from None
+
+    if json_out:
+        from basnet_cli.report import run_json
+
+        data_out = run_json(run, curves=False)
+        data_out["report"] = ({k: str(v) for k, v in report_paths.items()}
+                              if report_paths else None)
+        typer.echo(json.dumps(data_out, indent=2))
+    else:
+        _print_summary(run, report_paths)
+
+    if not run.evaluated:
+        raise fail("nothing could be evaluated: every map or mask failed to load", EXIT_FAILURES)
+    raise typer.Exit(EXIT_FAILURES if run.failures else EXIT_OK)
