@@ -206,11 +206,15 @@ def line_plot(series: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | 
     left, right, top, bottom = 80, 30, 50, 70
     x0, y0, x1, y1 = left, top, width - right, height - bottom  # plot box
 
+    pad = 8  # the data range sits inside the frame, so curves at 0 or 1 stay visible
+
     def px(x: np.ndarray) -> np.ndarray:
-        return x0 + (np.asarray(x, dtype=np.float64) - xlim[0]) / (xlim[1] - xlim[0]) * (x1 - x0)
+        frac = (np.asarray(x, dtype=np.float64) - xlim[0]) / (xlim[1] - xlim[0])
+        return x0 + pad + frac * (x1 - x0 - 2 * pad)
 
     def py(y: np.ndarray) -> np.ndarray:
-        return y1 - (np.asarray(y, dtype=np.float64) - ylim[0]) / (ylim[1] - ylim[0]) * (y1 - y0)
+        frac = (np.asarray(y, dtype=np.float64) - ylim[0]) / (ylim[1] - ylim[0])
+        return y1 - pad - frac * (y1 - y0 - 2 * pad)
 
     xticks = list(xticks) if xticks is not None else list(np.linspace(*xlim, 6))
     yticks = list(yticks) if yticks is not None else list(np.linspace(*ylim, 6))

@@ -1,0 +1,250 @@
+"""`basnet evaluate`: maps mode, model mode (fake predictor), reports, plots and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from basnet_cli import metrics as M
+from basnet_cli.cli import app
+from basnet_cli.evaluate import EvaluateUsageError, evaluate_maps, evaluate_model, read_gray
+from basnet_cli.report import PALETTE, write_reports
+
+H, W = 36, 48
+
+
+def _mask(k: int) -> np.ndarray:
+    m = np.zeros((H, W), np.uint8)
+    m[4 + k % 5:22 + k % 7, 6 + k % 9:30 + k % 11] = 255
+    return m
+
+
+def _pred(k: int, rng: np.random.Generator) -> np.ndarray:
+    p = _mask(k).astype(np.float32) * 0.8 + rng.normal(25, 20, (H, W))
+    return np.clip(p, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture()
+def maps_case(tmp_path: Path) -> dict[str, object]:
+    """GT 0..5; method A misses 3, has an extra, has 4 at half size; B is complete."""
+    rng = np.random.default_rng(0)
+    gt_dir, a_dir, b_dir = tmp_path / "gt", tmp_path / "methodA", tmp_path / "methodB"
+    for d in (gt_dir, a_dir, b_dir):
+        d.mkdir()
+    arrays = {}
+    for k in range(6):
+        stem = f"img{k}"
+        Image.fromarray(_mask(k)).save(gt_dir / f"{stem}.png")
+        pa, pb = _pred(k, rng), _pred(k + 1, rng)
+        arrays[stem] = (pa, pb)
+        if k != 3:
+            im = Image.fromarray(pa)
+            if k == 4:
+                im = im.resize((W // 2, H // 2), Image.Resampling.BILINEAR)
+            im.save(a_dir / f"{stem}.png")
+        Image.fromarray(pb).save(b_dir / f"{stem}.jpg", quality=95)
+    Image.fromarray(_pred(9, rng)).save(a_dir / "stray.png")
+    return {"gt": gt_dir, "a": a_dir, "b": b_dir, "arrays": arrays, "root": tmp_path}
+
+
+def test_maps_mode_missing_extra_and_resize(maps_case: dict) -> None:
+    run = evaluate_maps([maps_case["a"], maps_case["b"]], maps_case["gt"])
+    a, b = run.methods
+    assert (a.name, b.name) == ("methodA", "methodB")
+    assert a.count == 5 and a.missing == ["img3"] and a.extra == ["stray"]
+    assert a.resized == 1 and not a.failed
+    assert b.count == 6 and not b.missing and not b.extra and b.resized == 0
+    assert run.evaluated == 11
+
+    # numbers equal a direct MetricSuite over the same (resized) arrays, in the same order
+    suite = M.MetricSuite()
+    for k in range(6):
+        if k == 3:
+            continue
+        gt = read_gray(maps_case["gt"] / f"img{k}.png")
+        pred = read_gray(maps_case["a"] / f"img{k}.png")
+        if pred.shape != gt.shape:
+            pred = np.asarray(Image.fromarray(pred).resize((W, H), Image.Resampling.BILINEAR))
+        suite.step(pred, gt)
+    ref = suite.get_results()["metrics"]
+    for key, value in ref.items():
+        assert a.metrics[key] == pytest.approx(value, abs=1e-12), key
+    assert [row["name"] for row in a.per_image] == ["img0", "img1", "img2", "img4", "img5"]
+
+
+def test_maps_mode_unreadable_file_is_reported(maps_case: dict) -> None:
+    (maps_case["a"] / "img0.png").write_bytes(b"not a png")
+    errors = []
+    run = evaluate_maps([maps_case["a"]], maps_case["gt"],
+                        on_error=lambda m, s, r: errors.append((m, s)))
+    assert run.methods[0].count == 4
+    assert [s for s, _ in run.methods[0].failed] == ["img0"]
+    assert errors == [("methodA", "img0")]
+
+
+def test_maps_mode_usage_errors(maps_case: dict, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EvaluateUsageError, match="no map"):
+        evaluate_maps([empty], maps_case["gt"])
+    with pytest.raises(EvaluateUsageError, match="not a folder"):
+        evaluate_maps([tmp_path / "nope"], maps_case["gt"])
+    with pytest.raises(EvaluateUsageError, match="--curve"):
+        evaluate_maps([maps_case["a"]], maps_case["gt"], curve="pixel")
+
+
+def test_dataset_curve_option(maps_case: dict) -> None:
+    img = evaluate_maps([maps_case["b"]], maps_case["gt"], curve="image").methods[0]
+    ds = evaluate_maps([maps_case["b"]], maps_case["gt"], curve="dataset").methods[0]
+    p, r = img.curves["precision"], img.curves["recall"]
+    f = np.where(p * r == 0, 0, 1.3 * p * r / np.maximum(0.3 * p + r, 1e-300))
+    assert ds.metrics["max_f"] == pytest.approx(f.max())
+    assert ds.metrics["mae"] == img.metrics["mae"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Model mode with a fake predictor (no TensorFlow)
+
+
+def _fake_predictor(batch: np.ndarray) -> np.ndarray:
+    """Brightness as saliency: a deterministic stand-in for the network."""
+    assert batch.dtype == np.float32 and batch.shape[1:] == (64, 64, 3)
+    return (batch.mean(axis=-1, keepdims=True) / 255.0).astype(np.float32)
+
+
+@pytest.fixture()
+def dataset(tmp_path: Path) -> Path:
+    root = tmp_path / "TOY"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(1)
+    for k in range(5):
+        m = _mask(k)
+        photo = np.clip(m[..., None] * 0.7 + rng.normal(40, 20, (H, W, 3)), 0, 255)
+        Image.fromarray(photo.astype(np.uint8)).save(root / "images" / f"p{k}.jpg")
+        Image.fromarray(m).save(root / "masks" / f"p{k}.png")
+    Image.fromarray(_mask(0)).save(root / "masks" / "orphan.png")
+    return root
+
+
+def test_model_mode_matches_maps_mode_on_saved_maps(dataset: Path, tmp_path: Path) -> None:
+    maps = tmp_path / "maps"
+    run = evaluate_model(dataset, predictor=_fake_predictor, size=64, batch_size=2,
+                         save_maps=maps, workers=2)
+    res = run.methods[0]
+    assert run.mode == "model" and run.dataset == "TOY" and run.size == 64
+    assert res.count == 5 and res.extra == ["orphan"] and res.resized == 5
+    saved = sorted(p.name for p in maps.glob("*.png"))
+    assert saved == [f"p{k}.png" for k in range(5)]
+    assert Image.open(maps / "p0.png").size == (W, H)
+    again = evaluate_maps([maps], dataset / "masks").methods[0]
+    for key, value in res.metrics.items():
+        assert again.metrics[key] == pytest.approx(value, abs=1e-12), key
+
+
+def test_model_mode_usage_errors(dataset: Path) -> None:
+    with pytest.raises(EvaluateUsageError, match="multiple of 32"):
+        evaluate_model(dataset, predictor=_fake_predictor, size=50)
+    with pytest.raises(EvaluateUsageError):
+        evaluate_model(dataset / "nothing-here", predictor=_fake_predictor, size=64)
+    with pytest.raises(EvaluateUsageError, match="no-such-model"):
+        evaluate_model(dataset, model="no-such-model", size=64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports and plots
+
+
+def _curve_pixels(path: Path, color: tuple[int, int, int]) -> int:
+    arr = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    # inside the plot frame, above the legend (which sits in the lower left corner)
+    box = arr[52:455, 82:770]
+    return int((np.abs(box - np.array(color)).sum(axis=-1) < 40).sum())
+
+
+def test_reports_exist_and_parse(maps_case: dict, tmp_path: Path) -> None:
+    run = evaluate_maps([maps_case["a"], maps_case["b"]], maps_case["gt"])
+    paths = write_reports(run, tmp_path / "report")
+    assert {p.name for p in paths.values()} == {"metrics.json", "metrics.md", "per_image.csv",
+                                                "pr_curve.png", "f_threshold.png"}
+    data = json.loads(paths["json"].read_text())
+    assert data["mode"] == "maps" and data["curve"] == "image"
+    assert [m["name"] for m in data["methods"]] == ["methodA", "methodB"]
+    a = data["methods"][0]
+    assert a["images"] == 5 and a["missing_files"] == ["img3"] and a["extra_files"] == ["stray"]
+    assert a["metrics"]["max_f"] == pytest.approx(run.methods[0].metrics["max_f"])
+    assert len(a["curves"]["f"]) == 256 and len(a["curves"]["precision"]) == 256
+    assert "conventions" in data and data["conventions"]["f_beta2"] == 0.3
+
+    md = paths["markdown"].read_text()
+    assert "| Method | Images | maxF |" in md and "| methodA | 5 |" in md
+
+    with open(paths["per_image"]) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 11
+    a_rows = [r for r in rows if r["method"] == "methodA"]
+    f_values = [float(r["max_f"]) for r in a_rows]
+    assert f_values == sorted(f_values)  # worst first
+    assert {"mae", "max_f", "s_measure", "weighted_f", "relaxed_f"} <= set(rows[0])
+
+    for key in ("pr_curve", "f_threshold"):
+        with Image.open(paths[key]) as im:
+            im.verify()
+        with Image.open(paths[key]) as im:
+            assert im.format == "PNG" and im.size == (800, 600)
+        assert _curve_pixels(paths[key], PALETTE[0]) > 100, key  # method A's curve
+        assert _curve_pixels(paths[key], PALETTE[1]) > 100, key  # method B's curve
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def test_cli_maps_mode_table_and_json(maps_case: dict, tmp_path: Path) -> None:
+    runner = CliRunner()
+    report = tmp_path / "rep"
+    result = runner.invoke(app, ["evaluate", "--pred", str(maps_case["a"]), "--pred",
+                                 str(maps_case["b"]), "--gt", str(maps_case["gt"]),
+                                 "--report", str(report), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "maxF" in result.output and "methodA" in result.output
+    assert "1 masks without a map" in result.output
+    assert (report / "metrics.json").is_file()
+
+    result = runner.invoke(app, ["evaluate", "--pred", str(maps_case["b"]), "--gt",
+                                 str(maps_case["gt"]), "--json", "--no-report", "--curve",
+                                 "dataset"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["curve"] == "dataset" and data["methods"][0]["images"] == 6
+    assert "curves" not in data["methods"][0]
+
+
+def test_cli_exit_codes(maps_case: dict, tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["evaluate"]).exit_code == 2
+    assert runner.invoke(app, ["evaluate", "--pred", str(maps_case["a"])]).exit_code == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = runner.invoke(app, ["evaluate", "--pred", str(empty), "--gt", str(maps_case["gt"]),
+                              "--no-report"])
+    assert res.exit_code == 2
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "img0.png").write_bytes(b"junk")
+    res = runner.invoke(app, ["evaluate", "--pred", str(broken), "--gt", str(maps_case["gt"]),
+                              "--no-report", "-q"])
+    assert res.exit_code == 1  # nothing could be evaluated
+
+
+def test_empty_plot_has_no_curve_pixels(tmp_path: Path) -> None:
+    from basnet_cli.report import line_plot
+
+    path = line_plot([], tmp_path / "empty.png", title="t", xlabel="x", ylabel="y")
+    assert _curve_pixels(path, PALETTE[0]) == 0 and _curve_pixels(path, PALETTE[1]) == 0
