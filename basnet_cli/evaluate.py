@@ -61,8 +61,10 @@ class MethodResult:
     curves: dict[str, np.ndarray] = field(default_factory=dict)
     count: int = 0
     per_image: list[dict[str, Any]] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)  # GT stems without a map
-    extra: list[str] = field(default_factory=list)  # maps without a GT
+    # maps mode: GT stems without a map / maps without a GT;
+    # model mode: images without a mask / masks without an image
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (stem, reason)
     resized: int = 0  # maps resized to their GT's size
     seconds: float = 0.0

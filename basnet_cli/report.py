@@ -128,12 +128,16 @@ def markdown_report(run: EvaluationRun) -> str:
         lines.append(f"Maps scored against `{run.gt_dir}` ({run.gt_count} masks).")
     lines += ["", markdown_table(run)]
     notes = []
+    if run.mode == "maps":
+        missing_text, extra_text = "masks without a map", "maps without a mask"
+    else:
+        missing_text, extra_text = "images without a mask", "masks without an image"
     for m in run.methods:
         bits = []
         if m.missing:
-            bits.append(f"{len(m.missing)} GT without a map")
+            bits.append(f"{len(m.missing)} {missing_text}")
         if m.extra:
-            bits.append(f"{len(m.extra)} maps without a GT")
+            bits.append(f"{len(m.extra)} {extra_text}")
         if m.failed:
             bits.append(f"{len(m.failed)} unreadable")
         if m.resized:

@@ -96,14 +96,18 @@ def _print_summary(run: Any, report_paths: dict[str, Path] | None) -> None:
                                        for m in run.methods))
     table.add_row("images", *(str(m.count) for m in run.methods), end_section=False)
     console.print(table)
+    if run.mode == "maps":
+        missing_text, extra_text = "masks without a map", "maps without a mask"
+    else:
+        missing_text, extra_text = "images without a mask", "masks without an image"
     for m in run.methods:
         bits = []
         if m.missing:
             shown = ", ".join(m.missing[:5]) + (", ..." if len(m.missing) > 5 else "")
-            bits.append(f"{len(m.missing)} masks without a map ({shown})")
+            bits.append(f"{len(m.missing)} {missing_text} ({shown})")
         if m.extra:
             shown = ", ".join(m.extra[:5]) + (", ..." if len(m.extra) > 5 else "")
-            bits.append(f"{len(m.extra)} maps without a mask ({shown})")
+            bits.append(f"{len(m.extra)} {extra_text} ({shown})")
         if m.failed:
             bits.append(f"{len(m.failed)} unreadable")
         if m.resized:
