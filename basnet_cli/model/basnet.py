@@ -32,6 +32,12 @@ def _conv(x, filters: int, name: str, *, stride: int = 1, dilation: int = 1,
     if stride == 1:
         return layers.Conv2D(filters, kernel, padding="same", dilation_rate=dilation,
                              use_bias=use_bias, name=name)(x)
+    if kernel == 1:
+        # A strided 1x1 conv is a subsample followed by a 1x1 conv.  Written this way because
+        # TensorFlow 2.21's oneDNN kernels crash (heap corruption) training a strided 1x1 conv on
+        # some CPUs; same weights, same result.
+        x = layers.MaxPooling2D(1, strides=stride, name=f"{name}_subsample")(x)
+        return layers.Conv2D(filters, 1, use_bias=use_bias, name=name)(x)
     pad = dilation * (kernel // 2)
     if pad:
         x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
