@@ -28,9 +28,14 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".webp",
 # Pillow's own decompression-bomb limit (~0.27 GB of RGB); --max-pixels defaults to it.
 DEFAULT_MAX_PIXELS = 89_478_485
 
-# zlib level for PNG outputs: 1 is ~3x faster than Pillow's default 6 and soft masks grow by
-# only a few percent (they are mostly flat 0/255 areas).
-PNG_COMPRESS_LEVEL = 1
+# zlib level for PNG outputs: on ECSSD-like masks level 3 encodes ~1.7x faster than Pillow's
+# default 6 (3.1 vs 5.4 ms at 400x300) for files of 2.1 instead of 1.5 KB.
+PNG_COMPRESS_LEVEL = 3
+JPEG_QUALITY = 90
+
+# File extension of each output kind: masks and cutouts are lossless PNG (cutouts need alpha);
+# overlays are only for looking at, and JPEG encodes them ~10x faster than PNG.
+KIND_EXT = {"mask": ".png", "binary": ".png", "cutout": ".png", "overlay": ".jpg"}
 
 OVERLAY_TINT = (255, 0, 64)
 OVERLAY_ALPHA = 0.55
@@ -221,16 +226,15 @@ def render(kind: str, prob: np.ndarray, *, photo: Image.Image | None = None,
         rgba.putalpha(Image.fromarray(to_uint8(prob), "L"))
         return rgba
     if kind == "overlay":
-        rgb = np.asarray(photo, dtype=np.float32)
-        a = (prob * OVERLAY_ALPHA)[..., None]
-        tint = np.asarray(OVERLAY_TINT, dtype=np.float32)
-        out = rgb * (1.0 - a) + tint * a
-        return Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8), "RGB")
+        weight = Image.fromarray(to_uint8(prob * OVERLAY_ALPHA), "L")
+        tint = Image.new("RGB", photo.size, OVERLAY_TINT)
+        return Image.composite(tint, photo.convert("RGB"), weight)
     raise ValueError(f"unknown output kind {kind!r}")
 
 
 def atomic_save(image: Image.Image, path: str | os.PathLike, *, fsync: bool = False) -> None:
-    """Write ``image`` as PNG to ``path`` via a hidden temporary file and ``os.replace``.
+    """Write ``image`` to ``path`` (JPEG for ``.jpg``, else PNG) via a hidden temporary file
+    and ``os.replace``.
 
     Readers (and a resumed run) only ever see no file or a complete file; the temporary file is
     removed on any error.
@@ -239,7 +243,10 @@ def atomic_save(image: Image.Image, path: str | os.PathLike, *, fsync: bool = Fa
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+            if path.suffix.lower() in (".jpg", ".jpeg"):
+                image.convert("RGB").save(fh, format="JPEG", quality=JPEG_QUALITY)
+            else:
+                image.save(fh, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from basnet_cli import images as imgs
+from basnet_cli.model.config import DEFAULT_PRESET
 
 KINDS = ("mask", "binary", "cutout", "overlay")
 DEVICES = ("auto", "cpu", "gpu")
@@ -58,7 +59,7 @@ class PredictOptions:
 
     inputs: Sequence[str]
     out: str | Path
-    model: str = "basnet-lite"
+    model: str = DEFAULT_PRESET
     kinds: Sequence[str] = ("mask",)
     size: int = 320
     batch_size: int = 8
@@ -368,7 +369,7 @@ def plan_jobs(items: Sequence[InputItem], out_root: Path, kinds: Sequence[str]
     """Map inputs to output paths under ``out_root`` (resolved).
 
     One kind: ``<out>/<sub-folders>/<stem>.png``; several kinds:
-    ``<out>/<kind>/<sub-folders>/<stem>.png``.
+    ``<out>/<kind>/<sub-folders>/<stem>.png`` (overlays: ``.jpg``).
     Inputs whose outputs would collide (``a.jpg`` and ``a.png`` in one folder) are named
     ``<name-with-extension>.png`` instead (``a.jpg.png``).  An output that would still collide,
     leave ``--out`` or overwrite its own input is reported as a failure.
@@ -382,7 +383,7 @@ def plan_jobs(items: Sequence[InputItem], out_root: Path, kinds: Sequence[str]
     for idxs in stem_key.values():
         for i in idxs:
             p = Path(items[i].rel)
-            names[i] = (p.stem if len(idxs) == 1 else p.name) + ".png"
+            names[i] = p.stem if len(idxs) == 1 else p.name
 
     jobs: list[Job] = []
     failures: list[Failure] = []
@@ -392,7 +393,8 @@ def plan_jobs(items: Sequence[InputItem], out_root: Path, kinds: Sequence[str]
         try:
             src = os.path.realpath(it.path)
             for kind in kinds:
-                target = safe_output_path(out_root, _output_parts(it.rel, name, kind, multi))
+                target = safe_output_path(
+                    out_root, _output_parts(it.rel, name + imgs.KIND_EXT[kind], kind, multi))
                 if os.path.realpath(target) == src:
                     raise UnsafePathError(f"output {target} would overwrite the input itself")
                 if target in taken:
@@ -732,11 +734,7 @@ def run(opts: PredictOptions, *, predictor: Predictor | None = None,
         else:
             summary.skipped += 1
 
-    from PIL import Image
-
-    Image.MAX_IMAGE_PIXELS = None  # our own --max-pixels check runs first, with a clear message
     imgs._umask()  # read the umask once, in this thread
-
     if not todo:
         summary.elapsed_s = time.perf_counter() - started
         summary.model = opts.model if predictor is None else predictor.description
@@ -785,6 +783,11 @@ def run(opts: PredictOptions, *, predictor: Predictor | None = None,
                              threshold=opts.threshold, max_pixels=opts.max_pixels or None,
                              created_dirs=created, out_root=out_root)
 
+    from PIL import Image
+
+    # Our own --max-pixels check runs first, with a clear message; Pillow's global limit would
+    # otherwise refuse (or warn about) images that --max-pixels allows.
+    pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="basnet-write")
     pending: collections.deque[tuple[int, cf.Future[int]]] = collections.deque()
     max_pending = max(4 * opts.batch_size, 2 * workers)
@@ -822,6 +825,7 @@ def run(opts: PredictOptions, *, predictor: Predictor | None = None,
         raise
     finally:
         pool.shutdown(wait=True)
+        Image.MAX_IMAGE_PIXELS = pillow_limit
         if progress is not None:
             progress.stop()
         summary.elapsed_s = time.perf_counter() - started
@@ -874,8 +878,8 @@ def measure_pipeline(paths: Sequence[str | Path], *, size: int = 320, batch_size
             futures = []
             for i, (h, w) in decoded:
                 item = InputItem(Path(paths[i]), f"{i:08d}.png", Path("."))
-                outputs = {k: safe_output_path(root, _output_parts(item.rel, item.rel, k, multi))
-                           for k in kinds}
+                outputs = {k: safe_output_path(root, _output_parts(
+                    item.rel, f"{i:08d}{imgs.KIND_EXT[k]}", k, multi)) for k in kinds}
                 job = Job(item, outputs)
                 futures.append(pool.submit(write_outputs, job, outputs, prob, (w, h),
                                            normalize=False, threshold=0.5,
