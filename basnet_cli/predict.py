@@ -497,13 +497,17 @@ class KerasPredictor:
                     out = self._fn(x)
             return np.asarray(out, dtype=np.float32)
         n = strategy.num_replicas_in_sync
+        batch = int(x.shape[0])
+        if batch < n:  # every replica needs at least one image (BatchNorm fails on empty ones)
+            x = tf.concat([x, tf.repeat(x[-1:], n - batch, axis=0)], axis=0)
         bounds = np.linspace(0, int(x.shape[0]), n + 1).astype(int)
         chunks = [x[bounds[i]:bounds[i + 1]] for i in range(n)]
         values = strategy.experimental_distribute_values_from_function(
             lambda ctx: chunks[ctx.replica_id_in_sync_group])
         result = strategy.run(self._fn, args=(values,))
         parts = strategy.experimental_local_results(result)
-        return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts], axis=0)
+        out = np.concatenate([np.asarray(p, dtype=np.float32) for p in parts], axis=0)
+        return out[:batch]
 
 
 def configure_device(device: str, verbose: bool = False) -> str:

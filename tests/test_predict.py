@@ -607,3 +607,35 @@ def test_tf_data_pipeline_survives_errors_in_any_position(tmp_path: Path) -> Non
     assert sorted(i for i, _ in errors) == [0, 3, 6]
     assert got == {i: (30 + i, 40) for i in (1, 2, 4, 5)}
     assert os.path.exists(paths[0])
+
+
+@pytest.mark.slow
+def test_keras_predictor_splits_batches_across_replicas(weights: Path) -> None:
+    """tf.distribute path (several GPUs) checked with two logical CPU devices, in a subprocess
+    because logical devices must be configured before TensorFlow starts."""
+    import subprocess
+    import sys
+
+    code = f"""
+import numpy as np
+from basnet_cli.runtime import import_tf
+tf = import_tf()
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from basnet_cli import predict as P
+from basnet_cli.model.io import load_inference_model, resolve
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    model = load_inference_model(resolve({str(weights)!r}))
+single, multi = P.KerasPredictor(model), P.KerasPredictor(model, strategy=strategy)
+x = np.random.default_rng(0).uniform(0, 255, (5, 32, 32, 3)).astype(np.float32)
+assert multi.strategy.num_replicas_in_sync == 2
+for batch in (x, x[:1]):
+    a, b = single(batch), multi(batch)
+    assert a.shape == b.shape == (len(batch), 32, 32, 1), (a.shape, b.shape)
+    assert np.abs(a - b).max() < 1e-5
+print("ok")
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-2000:]

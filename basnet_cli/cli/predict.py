@@ -13,10 +13,14 @@ _HELP = """Predict salient-object masks for files, folders and globs of photos.
 
 Example: basnet predict ./photos --out ./masks
 
-Outputs mirror the input sub-folders under --out, one PNG per input (<stem>.png) at the
-photo's original width and height; with several --kind values each kind gets its own
-sub-folder (--out/mask/..., --out/cutout/...). Existing outputs are skipped, so an
-interrupted run just restarts; every file is written under a temporary name and renamed.
+Outputs mirror the input sub-folders under --out, one PNG per input (<stem>.png; overlays
+<stem>.jpg) at the photo's original width and height; with several --kind values each kind
+gets its own sub-folder (--out/mask/..., --out/cutout/...). Two inputs with one stem
+(a.jpg, a.png) keep their extension (a.jpg.png, a.png.png). Existing outputs are skipped, so
+an interrupted run just restarts; every file is written under a temporary name and renamed.
+
+Photos are shown to the model as viewers show them: EXIF orientation applied; grayscale,
+palette, CMYK and 16-bit converted to 8-bit RGB; transparency composited on white.
 
 Exit codes: 0 all inputs succeeded (or were skipped), 1 some inputs failed (one line each on
 stderr, the run goes on), 2 usage error (no inputs, unknown model, unwritable --out).
