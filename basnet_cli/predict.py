@@ -60,6 +60,7 @@ class PredictOptions:
     inputs: Sequence[str]
     out: str | Path
     model: str = DEFAULT_PRESET
+    preset: str | None = None
     kinds: Sequence[str] = ("mask",)
     size: int = 320
     batch_size: int = 8
@@ -137,7 +138,7 @@ class PredictSummary:
 
     @property
     def images_per_s(self) -> float:
-        """Throughput of the streaming phase (after the model is loaded and traced once)."""
+        """Throughput over the run, less the model's loading and first trace (``load_s``)."""
         busy = self.elapsed_s - self.load_s
         return self.processed / busy if busy > 0 else 0.0
 
@@ -533,7 +534,7 @@ def configure_device(device: str, verbose: bool = False) -> str:
 PREDICTOR_LOADERS: list[Callable[[str], Predictor | None]] = []
 
 
-def check_model_spec(spec: str) -> None:
+def check_model_spec(spec: str, preset: str | None = None) -> None:
     """Fail early (before any work) on a ``--model`` value that names nothing loadable."""
     from basnet_cli.model.io import ModelSpecError, resolve
 
@@ -541,8 +542,8 @@ def check_model_spec(spec: str) -> None:
         if loader_check(spec):
             return
     try:
-        resolve(spec)
-    except ModelSpecError as exc:
+        resolve(spec, preset=preset)
+    except (ModelSpecError, ValueError) as exc:
         raise PredictUsageError(str(exc)) from None
 
 
@@ -557,7 +558,8 @@ def register_predictor_loader(loader: Callable[[str], Predictor | None],
 
 
 def load_predictor(spec: str, *, precision: str = "auto", device: str = "auto",
-                   verbose: bool = False) -> tuple[Predictor, str, str]:
+                   verbose: bool = False, preset: str | None = None
+                   ) -> tuple[Predictor, str, str]:
     """Build the predictor for ``--model spec``.  Returns ``(predictor, precision, device)``."""
     from basnet_cli.model.io import ModelSpecError, load_inference_model, resolve
     from basnet_cli.runtime import cpu_has_fast_bf16, import_keras, resolve_precision
@@ -568,8 +570,8 @@ def load_predictor(spec: str, *, precision: str = "auto", device: str = "auto",
         if predictor is not None:
             return predictor, "exported", device_desc
     try:
-        source = resolve(spec)
-    except ModelSpecError as exc:
+        source = resolve(spec, preset=preset)
+    except (ModelSpecError, ValueError) as exc:
         raise PredictUsageError(str(exc)) from None
     keras = import_keras(verbose)
     if precision == "auto" and device_desc == "cpu":
@@ -592,6 +594,9 @@ def load_predictor(spec: str, *, precision: str = "auto", device: str = "auto",
             model = load_inference_model(source)
     except ModelSpecError as exc:
         raise PredictUsageError(str(exc)) from None
+    except (OSError, ValueError, TypeError) as exc:  # unreadable or foreign file
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise PredictUsageError(f"--model {spec}: cannot load it ({first})") from None
     finally:
         keras.mixed_precision.set_global_policy(previous)
     predictor = KerasPredictor(model, strategy=strategy, description=source.describe())
@@ -715,7 +720,7 @@ def run(opts: PredictOptions, *, predictor: Predictor | None = None,
             on_failure(f)
 
     if predictor is None:
-        check_model_spec(opts.model)
+        check_model_spec(opts.model, opts.preset)
     out_given = Path(opts.out)
     out_resolved = out_given.resolve()
     items, roots = discover(opts.inputs, recursive=opts.recursive, exclude=out_resolved)
@@ -744,17 +749,28 @@ def run(opts: PredictOptions, *, predictor: Predictor | None = None,
         summary.model = opts.model if predictor is None else predictor.description
         return summary
 
+    summary.model = opts.model if predictor is None else predictor.description
     if predictor is None:
-        predictor, concrete, device_desc = load_predictor(
-            opts.model, precision=opts.precision, device=opts.device, verbose=opts.verbose)
-        # Trace once outside the timed stream (a first call costs seconds, not images).
-        predictor(np.zeros((1, opts.size, opts.size, 3), np.float32))
+        # Devices must be chosen before tf.data starts the TensorFlow runtime; the model itself
+        # is loaded on the first decoded batch, so a re-run left with only broken files never
+        # pays for it.
+        summary.device = configure_device(opts.device, opts.verbose)
     else:
-        concrete, device_desc = precision_label or "given", opts.device
-    summary.load_s = time.perf_counter() - started
-    summary.model = predictor.description
-    summary.precision = concrete
-    summary.device = device_desc
+        summary.precision, summary.device = precision_label or "given", opts.device
+    model: list[Predictor] = [predictor] if predictor is not None else []
+
+    def get_predictor() -> Predictor:
+        if not model:
+            t0 = time.perf_counter()
+            loaded, summary.precision, summary.device = load_predictor(
+                opts.model, precision=opts.precision, device=opts.device, verbose=opts.verbose,
+                preset=opts.preset)
+            # Trace once outside the timed stream (a first call costs seconds, not images).
+            loaded(np.zeros((1, opts.size, opts.size, 3), np.float32))
+            summary.model = loaded.description
+            summary.load_s = time.perf_counter() - t0
+            model.append(loaded)
+        return model[0]
 
     workers = opts.workers or _default_workers()
     errors: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
@@ -812,7 +828,7 @@ def run(opts: PredictOptions, *, predictor: Predictor | None = None,
     try:
         for idx_t, images_t, hw_t in ds:
             drain_errors()
-            probs = predictor(_tf_cast_float(images_t))
+            probs = get_predictor()(_tf_cast_float(images_t))
             indices = idx_t.numpy()
             sizes = hw_t.numpy()
             for j in range(len(indices)):

@@ -90,6 +90,10 @@ def predict_command(
         "--model", "-m", help="A preset with bundled weights (basnet, basnet-r18, "
                               "basnet-lite), a .weights.h5 file or a .keras file.")
     ] = "basnet-lite",
+    preset: Annotated[str | None, typer.Option(
+        "--preset", help="Architecture of a .weights.h5 --model whose file name does not start "
+                         "with a preset name (otherwise each preset is tried).",
+        show_default=False)] = None,
     kind: Annotated[list[str], typer.Option(
         "--kind", "-k", help="What to write, repeatable or comma-separated: mask (8-bit soft "
                              "map), binary (0/255 at --threshold), cutout (RGBA PNG, the mask "
@@ -150,7 +154,7 @@ def predict_command(
 
     try:
         opts = PredictOptions(
-            inputs=inputs, out=out, model=model, kinds=_split_kinds(kind), size=size,
+            inputs=inputs, out=out, model=model, preset=preset, kinds=_split_kinds(kind), size=size,
             batch_size=batch_size, threshold=threshold, normalize=normalize,
             recursive=recursive, overwrite=overwrite, allow_inside_input=allow_inside_input,
             shard=parse_shard(shard), max_pixels=max_pixels, precision=precision,
