@@ -464,13 +464,15 @@ class KerasPredictor:
     across the replicas with ``experimental_distribute_values_from_function``.
     """
 
-    def __init__(self, model: Any, *, strategy: Any = None, description: str = "") -> None:
+    def __init__(self, model: Any, *, strategy: Any = None, description: str = "",
+                 device: str | None = None) -> None:
         from basnet_cli.runtime import import_tf
 
         tf = import_tf()
         self._tf = tf
         self.model = model
         self.strategy = strategy
+        self.device = device  # e.g. "/CPU:0" to pin the calls; None: TensorFlow's placement
         self.description = description or getattr(model, "name", "keras model")
         self._fns: dict[tuple[int, int], Any] = {}
 
@@ -484,6 +486,9 @@ class KerasPredictor:
             fn = tf.function(lambda t: model(t, training=False), input_signature=[
                 tf.TensorSpec([None, key[0], key[1], 3], tf.float32)])
             self._fns[key] = fn
+        if self.device is not None:
+            with self._tf.device(self.device):
+                return fn(x)
         return fn(x)
 
     def __call__(self, images: Any) -> np.ndarray:
@@ -521,7 +526,7 @@ def configure_device(device: str, verbose: bool = False) -> str:
         if gpus:
             try:
                 tf.config.set_visible_devices([], "GPU")
-            except RuntimeError:  # already initialised (library use): pin ops instead
+            except RuntimeError:  # already initialised: load_predictor pins to /CPU:0
                 pass
         return "cpu"
     if device == "gpu" and not gpus:
@@ -586,9 +591,13 @@ def load_predictor(spec: str, *, precision: str = "auto", device: str = "auto",
     if device_desc != "cpu" and len(tf.config.list_logical_devices("GPU")) > 1:
         strategy = tf.distribute.MirroredStrategy()
     keras.mixed_precision.set_global_policy(policies[concrete])
+    pin = "/CPU:0" if device_desc == "cpu" else None
     try:
         if strategy is not None:
             with strategy.scope():
+                model = load_inference_model(source)
+        elif pin is not None:
+            with tf.device(pin):
                 model = load_inference_model(source)
         else:
             model = load_inference_model(source)
@@ -599,7 +608,8 @@ def load_predictor(spec: str, *, precision: str = "auto", device: str = "auto",
         raise PredictUsageError(f"--model {spec}: cannot load it ({first})") from None
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    predictor = KerasPredictor(model, strategy=strategy, description=source.describe())
+    predictor = KerasPredictor(model, strategy=strategy, description=source.describe(),
+                               device=pin)
     return predictor, concrete, device_desc
 
 

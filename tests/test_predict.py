@@ -455,6 +455,38 @@ def test_bad_files_are_reported_and_the_run_continues(tmp_path: Path, predictor)
     assert summary.processed == 1
 
 
+def test_model_loads_lazily_and_progress_counts_everything(tmp_path: Path, weights,
+                                                          monkeypatch) -> None:
+    src = tmp_path / "in"
+    _save(src / "a.jpg")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model must not be loaded when no image decodes")
+
+    class Progress:
+        total = advanced = stopped = 0
+
+        def start(self, total: int) -> None:
+            self.total = total
+
+        def advance(self, n: int) -> None:
+            self.advanced += n
+
+        def stop(self) -> None:
+            self.stopped += 1
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"done earlier")
+    monkeypatch.setattr(P, "load_predictor", no_model)
+    progress = Progress()
+    summary = P.run(_opts([src], out, model=str(weights), device="cpu"), progress=progress)
+    assert (summary.processed, summary.skipped, summary.failed) == (0, 1, 1)
+    assert (progress.total, progress.advanced, progress.stopped) == (2, 2, 1)
+    assert summary.load_s == 0.0 and summary.to_dict()["exit_code"] == 1
+
+
 def test_shard_runs_cover_everything_once(tmp_path: Path, predictor) -> None:
     src = tmp_path / "in"
     for i in range(9):
