@@ -130,3 +130,120 @@ def load_mask(path: str | Path) -> np.ndarray:
         if im.mode in ("RGBA", "LA", "PA"):
             im = im.convert("RGB") if im.mode != "LA" else im.convert("L")
         return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+
+
+# --------------------------------------------------------------------------------------------
+# tf.data training pipeline (TensorFlow is imported lazily, inside the functions).
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The official augmentation: resize, random crop, random horizontal flip."""
+
+    resize: int = 256
+    crop: int = 224
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        if self.crop > self.resize:
+            raise DatasetError(f"--crop {self.crop} is larger than --resize {self.resize}")
+
+
+def _decode_pair(tf, image_path, mask_path):
+    """Decode to ``uint8`` RGB image and ``uint8`` one-channel mask (RGB masks -> luminance)."""
+    image = tf.io.decode_image(tf.io.read_file(image_path), channels=3, dtype=tf.uint8,
+                               expand_animations=False)
+    mask = tf.io.decode_image(tf.io.read_file(mask_path), channels=1, dtype=tf.uint8,
+                              expand_animations=False)
+    return image, mask
+
+
+def _augment(tf, image, mask, seed, aug: AugmentConfig):
+    size = (aug.resize, aug.resize)
+    image = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear")
+    mask = tf.image.resize(tf.cast(mask, tf.float32) / 255.0, size, method="bilinear")
+    stacked = tf.concat([image, mask], axis=-1)
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    if aug.crop < aug.resize:
+        stacked = tf.image.stateless_random_crop(stacked, (aug.crop, aug.crop, 4), seed=seeds[0])
+    if aug.flip:
+        stacked = tf.image.stateless_random_flip_left_right(stacked, seed=seeds[1])
+    return stacked[..., :3], tf.clip_by_value(stacked[..., 3:], 0.0, 1.0)
+
+
+def train_dataset(pairs: list[tuple[Path, Path]], *, batch_size: int, aug: AugmentConfig,
+                  seed: int, epoch: int, skip_batches: int = 0, n_outputs: int = 8,
+                  cache: str | None = None):
+    """One epoch of shuffled, augmented ``(image, (mask,) * n_outputs)`` batches.
+
+    Deterministic: the order depends on ``(seed, epoch)`` only and each element's crop/flip on
+    ``(seed, epoch, index)``, so a resumed run that skips ``skip_batches`` sees exactly the
+    batches the interrupted run would have seen.  The incomplete last batch is dropped.
+    ``cache``: None, ``"memory"`` or a file path prefix; the decoded (un-augmented) pairs are
+    cached and shuffled with a seeded buffer (the whole set for memory, 2,048 for a file).
+    """
+    from basnet_cli.runtime import import_tf
+
+    tf = import_tf()
+    n = len(pairs)
+    steps = n // batch_size
+    if steps == 0:
+        raise DatasetError(f"{n} training pairs are fewer than one batch of {batch_size}")
+    index = np.arange(n, dtype="int64")
+    images = np.array([str(p) for p, _ in pairs])
+    masks = np.array([str(m) for _, m in pairs])
+    epoch_seed = int(np.random.default_rng([seed, epoch]).integers(2**31))
+    if cache:
+        ds = tf.data.Dataset.from_tensor_slices((index, images, masks))
+        ds = ds.map(lambda i, a, b: (i, *_decode_pair(tf, a, b)),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.cache() if cache == "memory" else ds.cache(str(cache))
+        buffer = n if cache == "memory" else min(n, 2048)
+        ds = ds.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+        ds = ds.take(steps * batch_size).skip(skip_batches * batch_size)
+    else:
+        order = np.random.default_rng(epoch_seed).permutation(n)[: steps * batch_size]
+        order = order[skip_batches * batch_size:]
+        ds = tf.data.Dataset.from_tensor_slices((index[order], images[order], masks[order]))
+        ds = ds.map(lambda i, a, b: (i, *_decode_pair(tf, a, b)),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def aug_fn(idx, image, mask):
+        s = tf.stack([tf.constant(seed * 1000 + epoch, tf.int64), idx])
+        image, mask = _augment(tf, image, mask, s, aug)
+        return image, (mask,) * n_outputs
+
+    ds = ds.map(aug_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(pairs: list[tuple[Path, Path]], *, size: int, batch_size: int):
+    """Validation batches ``(image resized to size, mask resized to size)`` in a fixed order."""
+    from basnet_cli.runtime import import_tf
+
+    tf = import_tf()
+    ds = tf.data.Dataset.from_tensor_slices(([str(p) for p, _ in pairs],
+                                             [str(m) for _, m in pairs]))
+
+    def load(i, m):
+        image, mask = _decode_pair(tf, i, m)
+        image = tf.image.resize(tf.cast(image, tf.float32), (size, size), method="bilinear")
+        mask = tf.image.resize(tf.cast(mask, tf.float32) / 255.0, (size, size),
+                               method="bilinear")
+        return image, mask
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def split_pairs(pairs: list[tuple[Path, Path]], fraction: float, seed: int
+                ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
+    """Deterministic train/validation split by ``seed``."""
+    if not 0.0 < fraction < 1.0:
+        raise DatasetError(f"--val-split must be in (0, 1), got {fraction}")
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    n_val = max(1, int(round(len(pairs) * fraction)))
+    val_idx = set(order[:n_val].tolist())
+    train = [p for i, p in enumerate(pairs) if i not in val_idx]
+    val = [p for i, p in enumerate(pairs) if i in val_idx]
+    return train, val

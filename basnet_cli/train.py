@@ -1,0 +1,515 @@
+"""`basnet train`: the paper's recipe, resumable, mixed precision, multi-device.
+
+Run folder layout (``--out``):
+- ``config.json``   every option, the dataset sizes, the preset config;
+- ``last.keras``    model + optimizer state (the step is the optimizer's iteration count),
+                    written atomically every ``--save-every`` steps, each epoch and on
+                    Ctrl-C/SIGTERM (+ ``state.json``: step, epoch, best metrics);
+- ``best.weights.h5`` weights with the best validation MAE;
+- ``log.csv``       one row per epoch: loss, validation MAE / max F, lr, images/s;
+- ``summary.json``  written at the end: data, recipe, time, images/s, best metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from basnet_cli.data import AugmentConfig, DatasetError, find_pairs, split_pairs
+from basnet_cli.model.config import DEFAULT_PRESET
+
+SCHEDULES = ("constant", "cosine", "step")
+CACHE_MODES = ("none", "memory")
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or had to stop (message is for the user)."""
+
+
+class NonFiniteLoss(TrainError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainOptions:
+    """Every option of ``basnet train`` (written to ``config.json``)."""
+
+    data: str | None = None
+    images: str | None = None
+    masks: str | None = None
+    val: str | None = None
+    val_split: float = 0.0
+    val_limit: int = 500
+    strict: bool = False
+    model: str = DEFAULT_PRESET
+    init: str | None = None
+    out: str | None = None
+    epochs: int | None = None
+    steps: int | None = None
+    batch_size: int = 8
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    step_size: int = 0
+    gamma: float = 0.1
+    warmup_steps: int = 0
+    resize: int = 256
+    crop: int = 224
+    flip: bool = True
+    cache: str = "none"
+    seed: int = 0
+    precision: str = "auto"
+    save_every: int = 200
+    log_every: int = 50
+    cpu_devices: int = 0
+    tensorboard: bool = False
+
+    def validate(self) -> None:
+        if self.epochs is None and self.steps is None:
+            self.epochs = 1
+        if self.epochs is not None and self.epochs < 1:
+            raise TrainError("--epochs must be at least 1")
+        if self.steps is not None and self.steps < 1:
+            raise TrainError("--steps must be at least 1")
+        if self.schedule not in SCHEDULES:
+            raise TrainError(f"--schedule must be one of {', '.join(SCHEDULES)}")
+        if self.cache not in CACHE_MODES and not self.cache.startswith("file:"):
+            raise TrainError("--cache must be none, memory or file:PATH")
+        if self.crop % 32:
+            raise TrainError(f"--crop must be a multiple of 32 (BASNet halves 5 times), "
+                             f"got {self.crop}")
+        if self.batch_size < 1:
+            raise TrainError("--batch-size must be at least 1")
+
+
+@dataclass
+class RunState:
+    """What the trainer reports to its caller (and the progress display)."""
+
+    run_dir: Path
+    batch_size: int = 8
+    train_size: int = 0
+    val_size: int = 0
+    steps_per_epoch: int = 0
+    total_steps: int = 0
+    global_step: int = 0
+    epoch: int = 0
+    loss: float = float("nan")
+    images_per_s: float = 0.0
+    best_mae: float = float("inf")
+    best_maxf: float = 0.0
+    best_epoch: int = -1
+    precision: str = "float32"
+    stopped: str | None = None  # "signal" | "nan" | None
+    history: list[dict] = field(default_factory=list)
+    unmatched: str = ""
+    resumed_from_step: int | None = None
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def next_run_dir(base: Path = Path("runs")) -> Path:
+    """``runs/train-1``, ``runs/train-2``, ... (first free number)."""
+    n = 1
+    while (base / f"train-{n}").exists():
+        n += 1
+    return base / f"train-{n}"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _save_model_atomic(model, path: Path) -> None:
+    tmp = path.with_name(f"{path.stem}-tmp{path.suffix}")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _save_weights_atomic(model, path: Path) -> None:
+    tmp = path.with_name(path.name.replace(".weights.h5", "-tmp.weights.h5"))
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+def _load_pairs(opts: TrainOptions, state: RunState, warn: Callable[[str], None]):
+    scan = find_pairs(opts.data, images=opts.images, masks=opts.masks)
+    if scan.unmatched:
+        state.unmatched = scan.describe_unmatched()
+        if opts.strict:
+            raise DatasetError(f"unmatched files (--strict): {state.unmatched}")
+        warn(f"skipping unmatched files: {state.unmatched}")
+    if not scan.pairs:
+        raise DatasetError(f"no image/mask pairs found in {scan.image_dir} + {scan.mask_dir}")
+    train_pairs = scan.pairs
+    val_pairs: list = []
+    if opts.val:
+        vscan = find_pairs(opts.val)
+        val_pairs = vscan.pairs
+        if vscan.unmatched:
+            warn(f"validation: skipping unmatched files: {vscan.describe_unmatched()}")
+    elif opts.val_split > 0:
+        train_pairs, val_pairs = split_pairs(train_pairs, opts.val_split, opts.seed)
+    if opts.val_limit and len(val_pairs) > opts.val_limit:
+        order = np.random.default_rng(opts.seed + 1).permutation(len(val_pairs))
+        val_pairs = [val_pairs[i] for i in sorted(order[: opts.val_limit])]
+    return train_pairs, val_pairs
+
+
+def _make_lr(opts: TrainOptions, total_steps: int):
+    from basnet_cli.runtime import import_keras
+
+    keras = import_keras()
+    if opts.schedule == "cosine":
+        decay = max(1, total_steps - opts.warmup_steps)
+        if opts.warmup_steps:
+            return keras.optimizers.schedules.CosineDecay(
+                0.0, decay_steps=decay, alpha=0.01, warmup_target=opts.lr,
+                warmup_steps=opts.warmup_steps)
+        return keras.optimizers.schedules.CosineDecay(opts.lr, decay_steps=decay, alpha=0.01)
+    if opts.schedule == "step":
+        step_size = opts.step_size or max(1, total_steps // 3)
+        return keras.optimizers.schedules.ExponentialDecay(
+            opts.lr, decay_steps=step_size, decay_rate=opts.gamma, staircase=True)
+    return opts.lr
+
+
+def _make_optimizer(opts: TrainOptions, total_steps: int):
+    from basnet_cli.runtime import import_keras
+
+    keras = import_keras()
+    lr = _make_lr(opts, total_steps)
+    common = {"learning_rate": lr, "beta_1": opts.beta1, "beta_2": opts.beta2,
+              "epsilon": opts.eps}
+    if opts.weight_decay > 0:
+        return keras.optimizers.AdamW(weight_decay=opts.weight_decay, **common)
+    return keras.optimizers.Adam(**common)
+
+
+def _current_lr(optimizer) -> float:
+    lr = optimizer.learning_rate
+    try:
+        return float(np.asarray(lr))
+    except (TypeError, ValueError):
+        return float(np.asarray(lr(optimizer.iterations)))
+
+
+def _make_strategy(opts: TrainOptions):
+    """A tf.distribute strategy, or None (single device / non-TF backend)."""
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return None
+    from basnet_cli.runtime import import_tf
+
+    tf = import_tf()
+    if opts.cpu_devices and opts.cpu_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * opts.cpu_devices)
+        except RuntimeError:
+            pass  # already initialised (e.g. second run in one process)
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")][: opts.cpu_devices]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return None
+
+
+def validate_model(model, val_pairs, size: int, batch_size: int) -> dict[str, float]:
+    """MAE and max F (beta^2 = 0.3) of the refined map on ``val_pairs`` at ``size``."""
+    from basnet_cli.data import eval_dataset
+    from basnet_cli.metrics import MAE, FMeasure
+    from basnet_cli.model.basnet import inference_model
+
+    infer = inference_model(model)
+    mae, fm = MAE(), FMeasure()
+    for images, masks in eval_dataset(val_pairs, size=size, batch_size=batch_size):
+        preds = np.asarray(infer.predict_on_batch(images), dtype=np.float32)
+        gts = np.asarray(masks, dtype=np.float32)
+        for p, g in zip(preds[..., 0], gts[..., 0]):
+            mae.step(p, g)
+            fm.step(p, g)
+    f = fm.get_results()
+    return {"mae": float(mae.get_results()["mae"]), "maxf": float(f["max"])}
+
+
+# ---------------------------------------------------------------------------------- trainer
+
+
+class _StepCallback:
+    """Keras callback factory (built lazily so keras is imported only when training)."""
+
+    @staticmethod
+    def make(trainer: Trainer):
+        from basnet_cli.runtime import import_keras
+
+        keras = import_keras()
+
+        class StepCallback(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                trainer._after_step(self.model, logs or {})
+
+        return StepCallback()
+
+
+class Trainer:
+    """Runs one training job; ``on_event(kind, state)`` reports progress to the CLI."""
+
+    def __init__(self, opts: TrainOptions, *, resume: Path | None = None,
+                 on_event: Callable[[str, RunState], None] | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
+        self.resume_dir = Path(resume) if resume else None
+        if self.resume_dir is not None:
+            cfg_path = self.resume_dir / "config.json"
+            if not cfg_path.is_file():
+                raise TrainError(f"{self.resume_dir}: no config.json, not a run folder")
+            saved = json.loads(cfg_path.read_text())["options"]
+            opts = TrainOptions(**saved)
+            opts.out = str(self.resume_dir)
+        opts.validate()
+        self.opts = opts
+        self.on_event = on_event or (lambda kind, state: None)
+        self.warn = warn or (lambda msg: None)
+        run_dir = Path(opts.out) if opts.out else next_run_dir()
+        self.state = RunState(run_dir=run_dir)
+        self._stop_signal: str | None = None
+        self._t_window = time.perf_counter()
+        self._steps_window = 0
+        self._epoch_losses: list[float] = []
+
+    # -- signals -------------------------------------------------------------------------
+    def _install_signals(self):
+        previous = {}
+
+        def handler(signum, frame):
+            if self._stop_signal is not None:  # second signal: stop now
+                raise KeyboardInterrupt
+            self._stop_signal = signal.Signals(signum).name
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread
+                pass
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous) -> None:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+    # -- per step ------------------------------------------------------------------------
+    def _after_step(self, model, logs: dict) -> None:
+        st, opts = self.state, self.opts
+        st.global_step += 1
+        loss = float(logs.get("loss", float("nan")))
+        st.loss = loss
+        self._steps_window += 1
+        if not math.isfinite(loss):
+            st.stopped = "nan"
+            model.stop_training = True
+            return
+        now = time.perf_counter()
+        if now - self._t_window > 5.0 or self._steps_window >= opts.log_every:
+            st.images_per_s = self._steps_window * opts.batch_size / (now - self._t_window)
+            self._t_window, self._steps_window = now, 0
+        if opts.save_every and st.global_step % opts.save_every == 0:
+            self._checkpoint(model)
+        if self._stop_signal is not None:
+            st.stopped = "signal"
+            model.stop_training = True
+        if st.global_step >= st.total_steps:
+            model.stop_training = True
+        self.on_event("step", st)
+
+    def _checkpoint(self, model) -> None:
+        _save_model_atomic(model, self.state.run_dir / "last.keras")
+        self._write_state()
+
+    def _write_state(self) -> None:
+        st = self.state
+        _atomic_write_text(st.run_dir / "state.json", json.dumps({
+            "global_step": st.global_step, "epoch": st.epoch, "best_mae": st.best_mae,
+            "best_maxf": st.best_maxf, "best_epoch": st.best_epoch}, indent=2))
+
+    # -- main ----------------------------------------------------------------------------
+    def run(self) -> RunState:
+        from basnet_cli.runtime import import_keras, set_precision
+
+        keras = import_keras()
+        opts, st = self.opts, self.state
+        train_pairs, val_pairs = _load_pairs(opts, st, self.warn)
+        st.train_size, st.val_size = len(train_pairs), len(val_pairs)
+        st.batch_size = opts.batch_size
+        st.steps_per_epoch = len(train_pairs) // opts.batch_size
+        if st.steps_per_epoch == 0:
+            raise DatasetError(f"{len(train_pairs)} training pairs are fewer than one batch "
+                               f"of {opts.batch_size}")
+        st.total_steps = opts.steps if opts.steps else opts.epochs * st.steps_per_epoch
+        st.run_dir.mkdir(parents=True, exist_ok=True)
+        aug = AugmentConfig(opts.resize, opts.crop, opts.flip)
+        strategy = _make_strategy(opts)
+        st.precision = set_precision(opts.precision)
+        keras.utils.set_random_seed(opts.seed)  # same initial weights for the same --seed
+
+        from basnet_cli.losses import HybridLoss
+        from basnet_cli.model.basnet import OUTPUT_NAMES
+        from basnet_cli.model.io import ModelSpecError, load_training_model, resolve
+
+        last = st.run_dir / "last.keras"
+        scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+        with scope:
+            if self.resume_dir is not None and last.is_file():
+                model = keras.saving.load_model(last, safe_mode=True)
+                st.global_step = int(np.asarray(model.optimizer.iterations))
+                st.resumed_from_step = st.global_step
+                prev = st.run_dir / "state.json"
+                if prev.is_file():
+                    saved = json.loads(prev.read_text())
+                    st.best_mae = saved.get("best_mae", st.best_mae)
+                    st.best_maxf = saved.get("best_maxf", st.best_maxf)
+                    st.best_epoch = saved.get("best_epoch", st.best_epoch)
+            else:
+                try:
+                    source = resolve(opts.model, require_weights=False)
+                except ModelSpecError as exc:
+                    raise TrainError(str(exc)) from None
+                model = load_training_model(source)
+                if opts.init:
+                    model.load_weights(opts.init)
+                model.compile(optimizer=_make_optimizer(opts, st.total_steps),
+                              loss=[HybridLoss(name=f"{n}_loss") for n in OUTPUT_NAMES])
+                self._write_config(model, source.config.to_dict() if source.config else None)
+        if st.global_step >= st.total_steps:
+            self.on_event("done", st)
+            return self._finish(model)
+
+        previous = self._install_signals()
+        callback = _StepCallback.make(self)
+        t_start = time.perf_counter()
+        images_start = st.global_step
+        self.on_event("start", st)
+        try:
+            while st.global_step < st.total_steps and st.stopped is None:
+                st.epoch = st.global_step // st.steps_per_epoch
+                done_in_epoch = st.global_step % st.steps_per_epoch
+                remaining = min(st.steps_per_epoch - done_in_epoch,
+                                st.total_steps - st.global_step)
+                ds = _train_data(train_pairs, opts, aug, st.epoch, done_in_epoch, strategy)
+                self._epoch_losses = []
+                self._t_window, self._steps_window = time.perf_counter(), 0
+                self.on_event("epoch_start", st)
+                callbacks = [callback]
+                if opts.tensorboard:
+                    callbacks.append(keras.callbacks.TensorBoard(
+                        log_dir=str(st.run_dir / "tensorboard"), update_freq=opts.log_every))
+                history = model.fit(ds, epochs=1, steps_per_epoch=remaining, verbose=0,
+                                    shuffle=False,
+                                    callbacks=callbacks)
+                if st.stopped == "nan":
+                    raise NonFiniteLoss(
+                        f"loss became {st.loss} at step {st.global_step}; stopped. The last good "
+                        f"checkpoint is {last if last.is_file() else 'not written yet'}. Try a "
+                        f"lower --lr or --precision float32.")
+                if st.stopped == "signal":
+                    break
+                epoch_end = st.global_step % st.steps_per_epoch == 0
+                row = {"epoch": st.epoch + (1 if epoch_end else 0), "step": st.global_step,
+                       "loss": float(history.history["loss"][-1]),
+                       "lr": _current_lr(model.optimizer),
+                       "images_per_s": round(st.images_per_s, 3)}
+                if val_pairs:
+                    self.on_event("validating", st)
+                    row.update(validate_model(model, val_pairs, opts.crop, opts.batch_size))
+                    if row["mae"] < st.best_mae:
+                        st.best_mae, st.best_maxf, st.best_epoch = (
+                            row["mae"], row["maxf"], row["epoch"])
+                        _save_weights_atomic(model, st.run_dir / "best.weights.h5")
+                st.history.append(row)
+                self._append_log(row)
+                self._checkpoint(model)
+                self.on_event("epoch_end", st)
+        finally:
+            self._restore_signals(previous)
+        elapsed = time.perf_counter() - t_start
+        if st.stopped == "signal":
+            self._checkpoint(model)
+        trained = st.global_step - images_start
+        st.images_per_s = trained * opts.batch_size / elapsed if elapsed > 0 else 0.0
+        return self._finish(model, elapsed)
+
+    def _finish(self, model, elapsed: float = 0.0) -> RunState:
+        st = self.state
+        if st.stopped is None:
+            _save_weights_atomic(model, st.run_dir / "final.weights.h5")
+        summary = {
+            "run_dir": str(st.run_dir), "stopped": st.stopped,
+            "global_step": st.global_step, "total_steps": st.total_steps,
+            "epochs_done": st.global_step / st.steps_per_epoch if st.steps_per_epoch else 0,
+            "images_seen": st.global_step * self.opts.batch_size,
+            "train_size": st.train_size, "val_size": st.val_size,
+            "precision": st.precision, "elapsed_s": round(elapsed, 1),
+            "images_per_s": round(st.images_per_s, 3),
+            "best": {"mae": st.best_mae if math.isfinite(st.best_mae) else None,
+                     "maxf": st.best_maxf if st.best_epoch >= 0 else None,
+                     "epoch": st.best_epoch if st.best_epoch >= 0 else None},
+            "resumed_from_step": st.resumed_from_step,
+            "history": st.history,
+        }
+        self._write_state()
+        _atomic_write_text(st.run_dir / "summary.json", json.dumps(summary, indent=2))
+        self.summary = summary
+        return st
+
+    def _write_config(self, model, preset: dict | None) -> None:
+        st = self.state
+        cfg = {"options": asdict(self.opts), "preset": preset,
+               "train_size": st.train_size, "val_size": st.val_size,
+               "steps_per_epoch": st.steps_per_epoch, "total_steps": st.total_steps,
+               "precision": st.precision, "keras_backend": os.environ.get("KERAS_BACKEND"),
+               "unmatched": st.unmatched}
+        _atomic_write_text(st.run_dir / "config.json", json.dumps(cfg, indent=2))
+
+    def _append_log(self, row: dict) -> None:
+        path = self.state.run_dir / "log.csv"
+        fields = ["epoch", "step", "loss", "mae", "maxf", "lr", "images_per_s"]
+        new = not path.exists()
+        with path.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def _train_data(pairs, opts: TrainOptions, aug: AugmentConfig, epoch: int, skip: int,
+                strategy):
+    from basnet_cli.data import train_dataset
+
+    cache = None
+    if opts.cache == "memory":
+        cache = "memory"
+    elif opts.cache.startswith("file:"):
+        cache = opts.cache[len("file:"):]
+    return train_dataset(pairs, batch_size=opts.batch_size, aug=aug, seed=opts.seed,
+                         epoch=epoch, skip_batches=skip, cache=cache)
+
+

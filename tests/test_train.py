@@ -1,0 +1,216 @@
+"""`basnet train`: data discovery, overfitting, resume after kill -9, strategies, NaN."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from basnet_cli.data import AugmentConfig, DatasetError, find_pairs, load_mask, train_dataset
+from basnet_cli.train import NonFiniteLoss, Trainer, TrainOptions
+from tests.conftest import write_dataset
+
+TINY_OPTS = {"model": "basnet-tiny", "resize": 72, "crop": 64, "batch_size": 4,
+             "precision": "float32", "log_every": 1000}
+
+
+def test_discovers_duts_and_plain_layouts(tmp_path):
+    duts = write_dataset(tmp_path / "duts", 3, layout="duts")
+    plain = write_dataset(tmp_path / "plain", 3, layout="plain")
+    a, b = find_pairs(duts), find_pairs(plain)
+    assert (a.layout, len(a.pairs)) == ("duts", 3)
+    assert (b.layout, len(b.pairs)) == ("plain", 3)
+    c = find_pairs(images=plain / "images", masks=plain / "masks")
+    assert c.layout == "explicit" and [p[0].stem for p in c.pairs] == ["0000", "0001", "0002"]
+    with pytest.raises(DatasetError, match="no dataset layout"):
+        find_pairs(tmp_path)
+
+
+def test_unmatched_files_are_reported_and_strict_fails(tmp_path):
+    root = write_dataset(tmp_path / "d", 4)
+    Image.new("RGB", (8, 8)).save(root / "SYN-Image" / "lonely.jpg")
+    Image.new("L", (8, 8)).save(root / "SYN-Mask" / "orphan.png")
+    scan = find_pairs(root)
+    assert len(scan.pairs) == 4 and scan.unmatched == 2
+    text = scan.describe_unmatched()
+    assert "lonely.jpg" in text and "orphan.png" in text
+    opts = TrainOptions(data=str(root), out=str(tmp_path / "run"), strict=True, steps=1,
+                        **TINY_OPTS)
+    with pytest.raises(DatasetError, match="unmatched"):
+        Trainer(opts).run()
+
+
+def test_masks_of_every_kind_become_one_channel_in_unit_range(tmp_path):
+    grey = np.array([[0, 128], [255, 64]], np.uint8)
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    Image.fromarray(np.stack([grey] * 3, -1)).save(tmp_path / "rgb.png")
+    Image.fromarray(grey > 100).save(tmp_path / "bits.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "deep.png")
+    for name in ("grey", "rgb", "deep"):
+        np.testing.assert_allclose(load_mask(tmp_path / f"{name}.png"), grey / 255.0, atol=2e-3)
+    np.testing.assert_array_equal(load_mask(tmp_path / "bits.png"), (grey > 100).astype(float))
+    # The tf.data decoder agrees for the RGB mask.
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(root / "images" / "a.jpg")
+    big = np.kron(grey, np.ones((32, 32), np.uint8))
+    Image.fromarray(np.stack([big] * 3, -1)).save(root / "masks" / "a.png")
+    ds = train_dataset(find_pairs(root).pairs, batch_size=1, aug=AugmentConfig(64, 64, False),
+                       seed=0, epoch=0, n_outputs=1)
+    _, (mask,) = next(iter(ds))
+    assert mask.shape == (1, 64, 64, 1)
+    np.testing.assert_allclose(np.asarray(mask)[0, 16, 16, 0], 0.0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(mask)[0, 16, 48, 0], 128 / 255, atol=1e-3)
+
+
+def test_pipeline_is_deterministic_and_skip_matches(synth_dataset):
+    pairs = find_pairs(synth_dataset).pairs
+    aug = AugmentConfig(72, 64, True)
+
+    def batches(skip=0, seed=3, epoch=1):
+        ds = train_dataset(pairs, batch_size=4, aug=aug, seed=seed, epoch=epoch,
+                           skip_batches=skip, n_outputs=1)
+        return [np.asarray(x) for x, _ in ds]
+
+    full, again, skipped = batches(), batches(), batches(skip=2)
+    assert len(full) == 4
+    for a, b in zip(full, again):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(full[2:], skipped):
+        np.testing.assert_array_equal(a, b)
+    other_epoch = batches(epoch=2)
+    assert not np.array_equal(full[0], other_epoch[0])
+
+
+def test_trains_on_synthetic_set_and_writes_run_folder(synth_dataset, tmp_path):
+    run = tmp_path / "run"
+    opts = TrainOptions(data=str(synth_dataset), out=str(run), epochs=2, val_split=0.25,
+                        lr=3e-3, **TINY_OPTS)
+    trainer = Trainer(opts)
+    state = trainer.run()
+    assert state.global_step == 2 * (12 // 4)
+    for name in ("config.json", "last.keras", "best.weights.h5", "final.weights.h5",
+                 "log.csv", "summary.json", "state.json"):
+        assert (run / name).is_file(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["train_size"] == 12 and summary["val_size"] == 4
+    assert summary["best"]["mae"] is not None and 0 <= summary["best"]["maxf"] <= 1
+    log = (run / "log.csv").read_text().splitlines()
+    assert log[0].startswith("epoch,step,loss,mae,maxf") and len(log) == 3
+    config = json.loads((run / "config.json").read_text())
+    assert config["options"]["crop"] == 64 and config["preset"]["name"] == "basnet-tiny"
+
+
+def _train_cmd(data: Path, run: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "basnet_cli", "train", str(data), "--model", "basnet-tiny",
+            "--resize", "72", "--crop", "64", "--batch-size", "4", "--precision", "float32",
+            "--out", str(run), "--quiet", *extra]
+
+
+def _weights(path: Path | None, seed: int = 0) -> list[np.ndarray]:
+    """Weights of a saved tiny model, or (path None) the initial weights for ``seed``."""
+    import keras
+
+    from basnet_cli.model.basnet import build_basnet
+    from basnet_cli.model.config import TINY
+
+    keras.utils.set_random_seed(seed)
+    m = build_basnet(TINY)
+    if path is not None:
+        m.load_weights(path)
+    return [np.asarray(w) for w in m.weights]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="kill -9 needs POSIX signals")
+def test_kill_9_then_resume_continues_at_the_right_step(synth_dataset, tmp_path):
+    # Reference: an uninterrupted run of 12 steps.
+    ref = tmp_path / "ref"
+    steps = ["--steps", "10", "--seed", "5", "--save-every", "1"]
+    subprocess.run(_train_cmd(synth_dataset, ref, *steps), check=True, timeout=600)
+    # Same run, killed with SIGKILL once a checkpoint past step 4 exists, then resumed.
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_train_cmd(synth_dataset, run, *steps))
+    deadline = time.time() + 400
+    step = 0
+    while time.time() < deadline and proc.poll() is None:
+        state = run / "state.json"
+        if state.is_file():
+            step = json.loads(state.read_text())["global_step"]
+            if step >= 3:
+                break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 3 <= step < 10, f"could not kill mid-run (step {step})"
+    resumed = subprocess.run(
+        [sys.executable, "-m", "basnet_cli", "train", "--resume", str(run), "--json"],
+        check=True, timeout=600, capture_output=True, text=True)
+    summary = json.loads(resumed.stdout)
+    assert summary["resumed_from_step"] >= 3 and summary["global_step"] == 10
+    # Same initial weights, data order and optimizer state: the resumed run ends where the
+    # reference did, up to float round-off that Adam amplifies a little (far below how far the
+    # weights moved during training).
+    ref_w, run_w = _weights(ref / "final.weights.h5"), _weights(run / "final.weights.h5")
+    init_w = _weights(None, seed=5)
+    moved = np.mean([float(np.abs(a - b).mean()) for a, b in zip(ref_w, init_w)])
+    gap = np.mean([float(np.abs(a - b).mean()) for a, b in zip(ref_w, run_w)])
+    assert moved > 1e-4, "the reference run did not train"
+    assert gap < 0.05 * moved, (gap, moved)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_130(synth_dataset, tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_train_cmd(synth_dataset, run, "--steps", "400",
+                                       "--save-every", "0"))
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run / "config.json").exists():
+        time.sleep(0.2)
+    time.sleep(8)  # let it reach the training loop
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) == 130
+    state = json.loads((run / "state.json").read_text())
+    assert 0 < state["global_step"] < 400
+    assert (run / "last.keras").is_file()
+
+
+def test_two_logical_cpu_devices_with_mirrored_strategy(synth_dataset, tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.run(_train_cmd(synth_dataset, run, "--steps", "3", "--cpu-devices", "2",
+                                     "--json"), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["global_step"] == 3
+    assert np.isfinite(summary["history"][-1]["loss"])
+
+
+def test_nan_loss_stops_with_a_clear_message(synth_dataset, tmp_path):
+    opts = TrainOptions(data=str(synth_dataset), out=str(tmp_path / "run"), steps=30,
+                        lr=1e30, save_every=1, **TINY_OPTS)
+    with pytest.raises(NonFiniteLoss, match="loss became"):
+        Trainer(opts).run()
+    # The last checkpoint on disk is from before the NaN step.
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["global_step"] >= 0
+
+
+def test_cli_usage_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from basnet_cli.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["train"])
+    assert res.exit_code == 2
+    res = runner.invoke(app, ["train", str(tmp_path)])
+    assert res.exit_code == 2 and "no dataset layout" in res.output
+    res = runner.invoke(app, ["train", "--resume", str(tmp_path)])
+    assert res.exit_code == 2 and "config.json" in res.output
