@@ -1,0 +1,31 @@
+# basnet-cli developer commands.  `make install` then `make test` on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: install install-torch test test-fast lint bench clean
+
+install:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -e ".[dev]"
+	@$(BIN)/basnet --version
+
+# PyTorch (CPU build) for `basnet convert` and the PyTorch-equivalence tests.
+install-torch:
+	$(BIN)/pip install "torch==2.13.0"
+
+test:
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test-fast:
+	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
+
+lint:
+	$(BIN)/ruff check basnet_cli tests
+
+bench:
+	@echo "make bench: the benchmark suite is not built yet (issue: basnet benchmark)."; exit 2
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
