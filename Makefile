@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install install-torch test test-fast lint bench clean
+.PHONY: install install-torch install-jax test test-fast lint bench clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ install:
 # PyTorch (CPU build) for `basnet convert` and the PyTorch-equivalence tests.
 install-torch:
 	$(BIN)/pip install "torch==2.13.0"
+
+# JAX (CPU) to test the model, loss and training loop under KERAS_BACKEND=jax.
+install-jax:
+	$(BIN)/pip install "jax>=0.10"
 
 test:
 	$(BIN)/pytest -q -p no:cacheprovider

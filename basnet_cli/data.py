@@ -247,3 +247,81 @@ def split_pairs(pairs: list[tuple[Path, Path]], fraction: float, seed: int
     train = [p for i, p in enumerate(pairs) if i not in val_idx]
     val = [p for i, p in enumerate(pairs) if i in val_idx]
     return train, val
+
+
+# --------------------------------------------------------------------------------------------
+# Pure-Python input path (Pillow + NumPy) for Keras backends without TensorFlow (e.g. a GPU
+# machine with JAX only).  Same order and the same kind of augmentation as the tf.data path
+# (resize, seeded crop/flip), not bit-identical to it.
+
+
+def tensorflow_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def _load_pair_numpy(image_path: Path, mask_path: Path, size: int) -> tuple[np.ndarray,
+                                                                               np.ndarray]:
+    from PIL import Image
+
+    with Image.open(image_path) as im:
+        image = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR),
+                           dtype=np.float32)
+    mask = load_mask(mask_path)
+    if mask.shape != (size, size):
+        mask = np.asarray(Image.fromarray(mask, mode="F").resize((size, size), Image.BILINEAR))
+    return image, np.clip(mask, 0.0, 1.0)[..., None].astype(np.float32)
+
+
+def _augment_numpy(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+                   aug: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
+    if aug.crop < aug.resize:
+        y, x = rng.integers(0, aug.resize - aug.crop + 1, size=2)
+        image = image[y:y + aug.crop, x:x + aug.crop]
+        mask = mask[y:y + aug.crop, x:x + aug.crop]
+    if aug.flip and rng.random() < 0.5:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+
+
+def python_train_batches(pairs: list[tuple[Path, Path]], *, batch_size: int, aug: AugmentConfig,
+                         seed: int, epoch: int, skip_batches: int = 0, n_outputs: int = 8,
+                         workers: int = 4):
+    """A ``keras.utils.PyDataset`` with the same epoch order as :func:`train_dataset`."""
+    import keras
+
+    n = len(pairs)
+    steps = n // batch_size
+    if steps == 0:
+        raise DatasetError(f"{n} training pairs are fewer than one batch of {batch_size}")
+    epoch_seed = int(np.random.default_rng([seed, epoch]).integers(2**31))
+    order = np.random.default_rng(epoch_seed).permutation(n)[: steps * batch_size]
+    order = order[skip_batches * batch_size:]
+
+    class PairBatches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__(workers=workers, use_multiprocessing=False)
+
+        def __len__(self) -> int:
+            return len(order) // batch_size
+
+        def __getitem__(self, i: int):
+            images, masks = [], []
+            for idx in order[i * batch_size:(i + 1) * batch_size]:
+                image, mask = _load_pair_numpy(*pairs[idx], aug.resize)
+                rng = np.random.default_rng([seed, epoch, int(idx)])
+                image, mask = _augment_numpy(image, mask, rng, aug)
+                images.append(image)
+                masks.append(mask)
+            y = np.stack(masks)
+            return np.stack(images), (y,) * n_outputs
+
+    return PairBatches()
+
+
+def python_eval_batches(pairs: list[tuple[Path, Path]], *, size: int, batch_size: int):
+    """Validation batches without TensorFlow (a plain generator)."""
+    for start in range(0, len(pairs), batch_size):
+        loaded = [_load_pair_numpy(i, m, size) for i, m in pairs[start:start + batch_size]]
+        yield np.stack([a for a, _ in loaded]), np.stack([b for _, b in loaded])

@@ -19,7 +19,18 @@ def quiet_env(verbose: bool = False) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if "KERAS_BACKEND" not in os.environ:
+        os.environ["KERAS_BACKEND"] = default_backend()
+
+
+def default_backend() -> str:
+    """tensorflow when installed, else jax, else torch (machines without TensorFlow)."""
+    import importlib.util
+
+    for name in ("tensorflow", "jax", "torch"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return "tensorflow"
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from basnet_cli.model.config import DEFAULT_PRESET
 
 SCHEDULES = ("constant", "cosine", "step")
 CACHE_MODES = ("none", "memory")
+PIPELINES = ("auto", "tfdata", "python")
 
 
 class TrainError(RuntimeError):
@@ -76,6 +77,7 @@ class TrainOptions:
     log_every: int = 50
     cpu_devices: int = 0
     tensorboard: bool = False
+    input_pipeline: str = "auto"
 
     def validate(self) -> None:
         if self.epochs is None and self.steps is None:
@@ -93,6 +95,16 @@ class TrainOptions:
                              f"got {self.crop}")
         if self.batch_size < 1:
             raise TrainError("--batch-size must be at least 1")
+        if self.input_pipeline not in PIPELINES:
+            raise TrainError(f"--input-pipeline must be one of {', '.join(PIPELINES)}")
+
+    def pipeline(self) -> str:
+        """The concrete input pipeline (``auto`` resolved on this machine)."""
+        if self.input_pipeline != "auto":
+            return self.input_pipeline
+        from basnet_cli.data import tensorflow_available
+
+        return "tfdata" if tensorflow_available() else "python"
 
 
 @dataclass
@@ -234,15 +246,19 @@ def _make_strategy(opts: TrainOptions):
     return None
 
 
-def validate_model(model, val_pairs, size: int, batch_size: int) -> dict[str, float]:
+def validate_model(model, val_pairs, size: int, batch_size: int,
+                   pipeline: str = "tfdata") -> dict[str, float]:
     """MAE and max F (beta^2 = 0.3) of the refined map on ``val_pairs`` at ``size``."""
-    from basnet_cli.data import eval_dataset
+    from basnet_cli.data import eval_dataset, python_eval_batches
     from basnet_cli.metrics import MAE, FMeasure
     from basnet_cli.model.basnet import inference_model
 
     infer = inference_model(model)
     mae, fm = MAE(), FMeasure()
-    for images, masks in eval_dataset(val_pairs, size=size, batch_size=batch_size):
+    batches = (eval_dataset(val_pairs, size=size, batch_size=batch_size)
+               if pipeline == "tfdata" else
+               python_eval_batches(val_pairs, size=size, batch_size=batch_size))
+    for images, masks in batches:
         preds = np.asarray(infer.predict_on_batch(images), dtype=np.float32)
         gts = np.asarray(masks, dtype=np.float32)
         for p, g in zip(preds[..., 0], gts[..., 0]):
@@ -439,7 +455,8 @@ class Trainer:
                        "images_per_s": round(st.images_per_s, 3)}
                 if val_pairs:
                     self.on_event("validating", st)
-                    row.update(validate_model(model, val_pairs, opts.crop, opts.batch_size))
+                    row.update(validate_model(model, val_pairs, opts.crop, opts.batch_size,
+                                              opts.pipeline()))
                     if row["mae"] < st.best_mae:
                         st.best_mae, st.best_maxf, st.best_epoch = (
                             row["mae"], row["maxf"], row["epoch"])
@@ -502,8 +519,11 @@ class Trainer:
 
 def _train_data(pairs, opts: TrainOptions, aug: AugmentConfig, epoch: int, skip: int,
                 strategy):
-    from basnet_cli.data import train_dataset
+    from basnet_cli.data import python_train_batches, train_dataset
 
+    if opts.pipeline() == "python":
+        return python_train_batches(pairs, batch_size=opts.batch_size, aug=aug, seed=opts.seed,
+                                    epoch=epoch, skip_batches=skip)
     cache = None
     if opts.cache == "memory":
         cache = "memory"

@@ -87,6 +87,10 @@ def train_command(
         help="Split the CPU into N logical devices and train with MirroredStrategy "
              "(tests the multi-device path without GPUs).", rich_help_panel=_OPT,
         hidden=False)] = 0,
+    input_pipeline: Annotated[str, typer.Option(
+        help="auto (tf.data when TensorFlow is installed), tfdata, or python (Pillow + "
+             "keras.utils.PyDataset: for backends such as JAX on machines without TensorFlow).",
+        rich_help_panel=_DATA)] = "auto",
     out: Annotated[str | None, typer.Option(
         help="Run folder (default: runs/train-N, first free N).", rich_help_panel=_RUN)] = None,
     resume: Annotated[Path | None, typer.Option(
@@ -125,7 +129,7 @@ def train_command(
         weight_decay=weight_decay, schedule=schedule, step_size=step_size, gamma=gamma,
         warmup_steps=warmup_steps, resize=resize, crop=crop, flip=flip, cache=cache, seed=seed,
         precision=precision, save_every=save_every, log_every=log_every,
-        cpu_devices=cpu_devices, tensorboard=tensorboard)
+        cpu_devices=cpu_devices, tensorboard=tensorboard, input_pipeline=input_pipeline)
     show = not quiet and not json_out
     display = _Display(show, log_every)
     try:
