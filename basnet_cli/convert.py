@@ -134,7 +134,8 @@ def _keras_variables(model: Any) -> dict[tuple[str, str], Any]:
 
 
 def map_state_dict(
-    state: Mapping[str, np.ndarray], model: Any, preset: str | None = None
+    state: Mapping[str, np.ndarray], model: Any, preset: str | None = None,
+    require_all: bool = True,
 ) -> list[tuple[Any, np.ndarray]]:
     """Pair every state_dict tensor with its Keras variable (converted layout, same dtype).
 
@@ -187,7 +188,8 @@ def map_state_dict(
         covered.add(target)
         assignments.append((var, np.ascontiguousarray(value).astype(var.dtype, copy=False)))
 
-    missing = [f"{layer}/{name}" for (layer, name) in variables if (layer, name) not in covered]
+    missing = [f"{layer}/{name}" for (layer, name) in variables
+               if (layer, name) not in covered and require_all]
     problems = []
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected checkpoint key(s): {_listing(unexpected)}")
@@ -296,3 +298,33 @@ def convert_checkpoint(
         parameters=int(sum(int(np.prod(v.shape)) for v in model.trainable_weights)),
         ignored=ignored,
     )
+
+
+def backbone_state_dict(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The ResNet stages of an ImageNet checkpoint, renamed to BASNet's encoder keys.
+
+    Accepts torchvision-style keys (``layer1.0.conv1.weight`` ...) or already-renamed BASNet keys
+    (``encoder1...``); the 7x7 stem, ``fc`` and everything else are dropped, as in BASNet.
+    """
+    out = {}
+    for key, value in state.items():
+        for i in range(1, 5):
+            for prefix in (f"layer{i}.", f"encoder{i}."):
+                if key.startswith(prefix):
+                    out[f"encoder{i}." + key[len(prefix):]] = value
+    if not out:
+        raise ConversionError("no ResNet stage weights (layer1..4.*) found in the checkpoint")
+    return out
+
+
+def load_backbone_weights(model: Any, checkpoint: str | os.PathLike) -> int:
+    """Load ImageNet ResNet-18/34 stage weights (torchvision .pth) into ``model``'s encoder.
+
+    Returns the number of tensors loaded.  Shapes must match the preset (``basnet`` takes a
+    ResNet-34, ``basnet-r18`` a ResNet-18); mismatches are listed in the error.
+    """
+    state = backbone_state_dict(load_checkpoint(checkpoint))
+    assignments = map_state_dict(state, model, require_all=False)
+    for var, value in assignments:
+        var.assign(value)
+    return len(assignments)

@@ -54,6 +54,7 @@ class TrainOptions:
     strict: bool = False
     model: str = DEFAULT_PRESET
     init: str | None = None
+    backbone_weights: str | None = None
     out: str | None = None
     epochs: int | None = None
     steps: int | None = None
@@ -412,6 +413,15 @@ class Trainer:
                 model = load_training_model(source)
                 if opts.init:
                     model.load_weights(opts.init)
+                if opts.backbone_weights:
+                    from basnet_cli.convert import ConversionError, load_backbone_weights
+
+                    try:
+                        loaded = load_backbone_weights(model, opts.backbone_weights)
+                    except (ConversionError, ImportError, OSError) as exc:
+                        raise TrainError(f"--backbone-weights: {exc}") from None
+                    self.warn(f"loaded {loaded} ImageNet tensors into the encoder from "
+                              f"{opts.backbone_weights}")
                 model.compile(optimizer=_make_optimizer(opts, st.total_steps),
                               loss=[HybridLoss(name=f"{n}_loss") for n in OUTPUT_NAMES])
                 self._write_config(model, source.config.to_dict() if source.config else None)

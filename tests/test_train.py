@@ -246,3 +246,33 @@ def test_trains_under_jax_with_the_python_pipeline(synth_dataset, tmp_path):
     assert summary["global_step"] == 3 and summary["best"]["mae"] is not None
     config = json.loads((run / "config.json").read_text())
     assert config["keras_backend"] == "jax"
+
+
+def test_backbone_weights_from_a_torchvision_style_checkpoint(synth_dataset, tmp_path):
+    torch = pytest.importorskip("torch", reason="torch is not installed (make install-torch)")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from torch_reference import TorchBASNet
+
+    from basnet_cli.convert import load_backbone_weights
+    from basnet_cli.model.basnet import build_basnet
+    from basnet_cli.model.config import TINY
+
+    net = TorchBASNet(TINY)
+    state = {k.replace("encoder", "layer", 1): v for k, v in net.state_dict().items()
+             if k.startswith("encoder")}
+    state["conv1.weight"] = torch.zeros(4, 3, 7, 7)  # torchvision's stem: ignored
+    state["fc.weight"] = torch.zeros(10, 4)
+    ckpt = tmp_path / "resnet-tiny.pth"
+    torch.save(state, ckpt)
+    model = build_basnet(TINY)
+    n = load_backbone_weights(model, ckpt)
+    assert n == sum(1 for k in state if k.startswith("layer") and "num_batches" not in k)
+    w = net.state_dict()["encoder2.0.conv1.weight"].numpy().transpose(2, 3, 1, 0)
+    np.testing.assert_array_equal(np.asarray(model.get_layer("encoder2_0_conv1").kernel), w)
+    # A checkpoint of the wrong width is a clear error, before any training.
+    opts = TrainOptions(data=str(synth_dataset), out=str(tmp_path / "run"), steps=1,
+                        **{**TINY_OPTS, "model": "basnet-lite"}, backbone_weights=str(ckpt))
+    from basnet_cli.train import TrainError
+
+    with pytest.raises(TrainError, match="shape mismatch"):
+        Trainer(opts).run()

@@ -58,6 +58,10 @@ def train_command(
     init: Annotated[str | None, typer.Option(
         help="Initial weights (.weights.h5) for the preset, e.g. converted official weights.",
         rich_help_panel=_OPT)] = None,
+    backbone_weights: Annotated[str | None, typer.Option(
+        help="ImageNet ResNet weights for the encoder from a local torchvision checkpoint "
+             "(resnet34-*.pth for basnet, resnet18-*.pth for basnet-r18; needs torch).",
+        rich_help_panel=_OPT)] = None,
     epochs: Annotated[int | None, typer.Option(
         help="Epochs to train (default 1 unless --steps).", rich_help_panel=_OPT)] = None,
     steps: Annotated[int | None, typer.Option(
@@ -124,7 +128,8 @@ def train_command(
         raise _usage("give a dataset folder (DATA or --data) or --images/--masks, or --resume")
     opts = TrainOptions(
         data=dataset, images=images, masks=masks, val=val, val_split=val_split,
-        val_limit=val_limit, strict=strict, model=model, init=init, out=out, epochs=epochs,
+        val_limit=val_limit, strict=strict, model=model, init=init,
+        backbone_weights=backbone_weights, out=out, epochs=epochs,
         steps=steps, batch_size=batch_size, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
         weight_decay=weight_decay, schedule=schedule, step_size=step_size, gamma=gamma,
         warmup_steps=warmup_steps, resize=resize, crop=crop, flip=flip, cache=cache, seed=seed,
