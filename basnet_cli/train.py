@@ -364,9 +364,12 @@ class Trainer:
 
     def _write_state(self) -> None:
         st = self.state
+        best = st.best_epoch >= 0
         _atomic_write_text(st.run_dir / "state.json", json.dumps({
-            "global_step": st.global_step, "epoch": st.epoch, "best_mae": st.best_mae,
-            "best_maxf": st.best_maxf, "best_epoch": st.best_epoch}, indent=2))
+            "global_step": st.global_step, "epoch": st.epoch,
+            "best_mae": st.best_mae if best else None,
+            "best_maxf": st.best_maxf if best else None,
+            "best_epoch": st.best_epoch if best else None}, indent=2))
 
     # -- main ----------------------------------------------------------------------------
     def run(self) -> RunState:
@@ -402,9 +405,10 @@ class Trainer:
                 prev = st.run_dir / "state.json"
                 if prev.is_file():
                     saved = json.loads(prev.read_text())
-                    st.best_mae = saved.get("best_mae", st.best_mae)
-                    st.best_maxf = saved.get("best_maxf", st.best_maxf)
-                    st.best_epoch = saved.get("best_epoch", st.best_epoch)
+                    if saved.get("best_epoch") is not None:
+                        st.best_mae = float(saved["best_mae"])
+                        st.best_maxf = float(saved["best_maxf"])
+                        st.best_epoch = int(saved["best_epoch"])
             else:
                 try:
                     source = resolve(opts.model, require_weights=False)
