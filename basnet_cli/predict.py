@@ -932,3 +932,10 @@ def measure_pipeline(paths: Sequence[str | Path], *, size: int = 320, batch_size
         "decode_images_per_s": n / decode_s if decode_s > 0 else 0.0,
         "encode_images_per_s": n / encode_s if encode_s > 0 else 0.0,
     }
+
+
+# Exported models (.tflite, .onnx, SavedModel folders) serve ``--model`` through their own
+# runtimes; see :mod:`basnet_cli.backends`.
+from basnet_cli import backends as _backends  # noqa: E402
+
+_backends.register(register_predictor_loader)
