@@ -10,6 +10,7 @@ from basnet_cli.cli.app import app, console, err_console
 
 # Importing the command modules registers their commands on ``app``.
 from basnet_cli.cli import (  # noqa: E402,F401  isort: skip
+    benchmark,
     convert,
     evaluate,
     export,
