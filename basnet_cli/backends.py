@@ -81,7 +81,12 @@ def tflite_interpreter_class() -> tuple[Any, str]:
     try:
         with quiet_native_output():
             from ai_edge_litert.interpreter import Interpreter
-        return Interpreter, "ai_edge_litert"
+        try:
+            from importlib.metadata import version
+
+            return Interpreter, f"ai_edge_litert {version('ai-edge-litert')}"
+        except Exception:  # noqa: BLE001 - the version is only for display
+            return Interpreter, "ai_edge_litert"
     except ImportError:
         pass
     try:
