@@ -56,7 +56,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "full": {
         "sizes": [288, 320], "batch_size": 2, "warmup": 1, "steps": 1, "repeats": 2,
         "min_seconds": 10.0, "precisions": ["float32", "bfloat16"],
-        "peer_precisions": ["float32"], "tflite": ["int8-dynamic"],
+        "peer_precisions": ["float32"], "tflite": ["int8-dynamic", "int8"],
         "train_roles": ["paper", "lite"], "train_size": 224, "train_batch": 4,
         "predict_size": 320, "predict_batch": 8, "predict_precisions": ["float32", "bfloat16"],
         "lite_images": 1000, "paper_images": 50, "bf16_images": 20,
@@ -245,7 +245,7 @@ def _tflite_models(report: Report, args: argparse.Namespace, weights_dir: Path,
         bm.precision = q
         bm.params = None
         report.notes.append(
-            f"TFLite {q} at {size}px: {result.bytes / 2**20:.0f} MiB, exported in "
+            f"TFLite {q} at {size}px: {result.bytes / 2**20:.1f} MiB, exported in "
             f"{export_s:.0f}s; LiteRT ({bm.predictor.description.rsplit(', ', 1)[-1].rstrip(')')}"
             f") runs it one image at a time (fixed [1, S, S, 3] input)")
         out.append((f"tflite-{q}", q, bm))
@@ -739,13 +739,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if images_dir.is_dir():
         photos = B.list_images(images_dir)
     models: dict[tuple[str, str], B.BenchModel] = {}
+
+    def guarded(name: str, fn: Callable[[], None]) -> None:
+        """Run one section; a failure is recorded (and the partial results written), the
+        other sections still run."""
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - keep what the other sections measure
+            report.skip(name, f"failed: {type(exc).__name__}: {str(exc).strip()[:300]}")
+        write_results(report, args)
+
     with tempfile.TemporaryDirectory(prefix="basnet-bench-") as tmp_name:
         tmp = Path(tmp_name)
         weights_dir = tmp / "weights"
         if "inference" in args.sections:
-            section_inference(report, args, dev, models, weights_dir, tmp)
+            guarded("inference", lambda: section_inference(report, args, dev, models,
+                                                           weights_dir, tmp))
         if "train" in args.sections:
-            section_train(report, args, dev, models)
+            guarded("train", lambda: section_train(report, args, dev, models))
         if models:
             B.release(*models.values())
             models.clear()
@@ -755,16 +766,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not photos:
                 report.skip(name, f"no ECSSD photos in {images_dir}")
             elif name == "pipeline":
-                section_pipeline(report, args, photos)
+                guarded(name, lambda: section_pipeline(report, args, photos))
             else:
-                section_predict(report, args, photos, weights_dir, tmp)
+                guarded(name, lambda: section_predict(report, args, photos, weights_dir, tmp))
         if "metrics" in args.sections:
             if (args.ecssd / "masks").is_dir():
-                section_metrics(report, args)
+                guarded("metrics", lambda: section_metrics(report, args))
             else:
                 report.skip("metrics", f"no ECSSD masks in {args.ecssd / 'masks'}")
+    data = write_results(report, args)
+    log(f"wrote {args.out / 'results.md'} and results.json in {data['elapsed_s'] / 60:.1f} min")
+    return 0
 
-    settings = {k: getattr(args, k) for k in PROFILES["full"]}
+
+def write_results(report: Report, args: argparse.Namespace) -> dict[str, Any]:
+    """Write results.json and results.md with what is measured so far."""
     data = {
         "date": report.date,
         "mode": args.mode,
@@ -774,21 +790,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine_line": report.machine_text(),
         "device": report.device,
         "framework": report.framework,
-        "settings": settings,
+        "settings": {k: getattr(args, k) for k in PROFILES["full"]},
         "sections": args.sections,
         "load_start": report.load_start,
         "load_end": B.load_average(),
         "elapsed_s": round(time.perf_counter() - report.started, 1),
         "notes": report.notes,
-        "headline": [],
+        "headline": headline(report, args),
         "rows": report.rows,
         "skipped": report.skipped,
     }
-    data["headline"] = headline(report, args)
     _atomic_write(args.out / "results.json", json.dumps(data, indent=2) + "\n")
     _atomic_write(args.out / "results.md", to_markdown(data))
-    log(f"wrote {args.out / 'results.md'} and results.json in {data['elapsed_s'] / 60:.1f} min")
-    return 0
+    return data
 
 
 if __name__ == "__main__":
