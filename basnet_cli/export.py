@@ -17,16 +17,18 @@ tfjs        ``image`` float32 [1, S, S, 3]           all fixed (graph model)
 The output is always ``mask`` float32 ``[N, H, W, 1]`` probabilities.
 
 After writing, each export is loaded back with its own runtime (TensorFlow, LiteRT, ONNX
-Runtime, Node.js with the pure-JS ``@tensorflow/tfjs``), run on a few images and compared with
-the Keras model; the export fails (exit 1) when the max or mean absolute difference exceeds the
-tolerance of :data:`TOLERANCES` for its format and quantisation.
+Runtime, Node.js with the npm ``@tensorflow/tfjs`` on its WebAssembly backend, no native
+tfjs-node), run on a few images and compared with the Keras model; the export fails (exit 1)
+when the max or mean absolute difference exceeds the tolerance of :data:`TOLERANCES` for its
+format and quantisation.
 
 ONNX is written by :func:`keras_to_onnx`, a direct layer-by-layer translation of the network
-(no tf2onnx): memory stays near three copies of the weights (about 1.5 GB for the paper preset
-instead of tf2onnx's 19-23 GB), and height and width stay dynamic.  TF.js graph models are
-written by :func:`write_tfjs_graph_model` from a frozen, Grappler-optimised TensorFlow graph: the
-``tensorflowjs`` pip package pins TensorFlow 2.19 (through tensorflow-decision-forests) and
-cannot be installed next to TensorFlow 2.21.
+(no tf2onnx): height and width stay dynamic, and memory stays near three copies of the weights
+on top of the loaded model (the paper preset: 2.8 GiB peak for the whole ``basnet export``, check
+included, where tf2onnx needed 19-23 GB).  TF.js graph models are written by
+:func:`write_tfjs_graph_model` from a frozen, Grappler-optimised TensorFlow graph: the
+``tensorflowjs`` pip package requires tensorflow-decision-forests, which pins TensorFlow 2.19,
+so it cannot be installed next to TensorFlow 2.21.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import tempfile
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +58,7 @@ SUPPORTED: dict[str, tuple[str, ...]] = {
     "keras": ("none",),
     "savedmodel": ("none",),
     "tflite": ("none", "float16", "int8-dynamic", "int8"),
-    "onnx": ("none", "float16"),
+    "onnx": ("none", "float16", "int8"),
     "tfjs": ("none", "float16", "int8-dynamic"),
 }
 
@@ -67,8 +69,9 @@ QUANTIZE_NOTES = {
     "int8-dynamic": "int8 weights (a quarter of the size); TFLite: dynamic-range kernels, "
                     "activations quantised on the fly; TF.js: 8-bit affine weights dequantised "
                     "to float32 when loaded",
-    "int8": "full-integer TFLite (uint8 input, int8 kernels, float32 output), calibrated on "
-            "--calibration images",
+    "int8": "int8 weights and activations calibrated on --calibration images; TFLite: full "
+            "integer (uint8 input, float32 output); ONNX: QDQ, per-channel weights, float32 "
+            "input and output",
 }
 
 # Inputs and outputs of each format (S is --size).
@@ -112,21 +115,26 @@ class Tolerance:
     mean_abs: float
 
 
-# Tolerances per (format, quantisation), checked on every export.  Float32 formats differ from
-# Keras only by kernel summation order; float16 weights cost ~1e-3; int8 weights a few 1e-3;
-# full-int8 (every activation on 256 levels) up to a few percent.
+# Tolerances per (format, quantisation), checked on every export.  Float32 runtimes differ from
+# Keras only by summation order (measured <= 5e-6).  Quantised weights move the steep sigmoid
+# edge of a trained map by a pixel here and there, so the max difference is large where the mean
+# stays small; measured on a basnet-lite checkpoint at 320x320, 8 ECSSD images (max / mean):
+# float16 2.1e-2 / 7.5e-5, int8-dynamic 0.09 / 1.0e-3 (TF.js 8-bit weights 0.17 / 9.2e-4),
+# full int8 0.30 / 5.1e-3.  The limits leave about 2-3x room on the max; the mean is the real
+# accuracy guard, and a broken export (wrong layout, missing normalisation) is off by > 0.1.
 TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("keras", "none"): Tolerance(1e-5, 1e-6),
     ("savedmodel", "none"): Tolerance(1e-4, 1e-5),
     ("tflite", "none"): Tolerance(2e-3, 1e-4),
-    ("tflite", "float16"): Tolerance(2e-2, 2e-3),
-    ("tflite", "int8-dynamic"): Tolerance(5e-2, 5e-3),
-    ("tflite", "int8"): Tolerance(0.25, 0.03),
+    ("tflite", "float16"): Tolerance(0.05, 1e-3),
+    ("tflite", "int8-dynamic"): Tolerance(0.3, 5e-3),
+    ("tflite", "int8"): Tolerance(0.6, 0.03),
     ("onnx", "none"): Tolerance(2e-3, 1e-4),
-    ("onnx", "float16"): Tolerance(2e-2, 2e-3),
+    ("onnx", "float16"): Tolerance(0.05, 1e-3),
+    ("onnx", "int8"): Tolerance(0.6, 0.03),
     ("tfjs", "none"): Tolerance(2e-3, 1e-4),
-    ("tfjs", "float16"): Tolerance(2e-2, 2e-3),
-    ("tfjs", "int8-dynamic"): Tolerance(5e-2, 5e-3),
+    ("tfjs", "float16"): Tolerance(0.05, 1e-3),
+    ("tfjs", "int8-dynamic"): Tolerance(0.3, 5e-3),
 }
 
 
@@ -222,7 +230,6 @@ class ExportResult:
     peak_rss_bytes: int = 0
     check: CheckResult | None = None
     check_error: str | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -619,13 +626,14 @@ def _emit_activation(b: _OnnxBuilder, activation: str, x: str, name: str) -> str
     return b.node(ops[activation], [x], name)
 
 
-def keras_to_onnx(model: Any, *, float16_weights: bool = False,
-                  opset: int = ONNX_OPSET) -> Any:
+def keras_to_onnx(model: Any, *, float16_weights: bool = False, opset: int = ONNX_OPSET,
+                  check: bool = True) -> Any:
     """Translate a Keras functional BASNet into an ONNX ``ModelProto``, layer by layer.
 
     Input ``image`` float32 NHWC [N, H, W, 3] (N, H, W dynamic), one Transpose to NCHW, the
     layers, one Transpose back: output ``mask`` float32 [N, H, W, C].  Only the layers BASNet is
-    built from are translated; anything else raises :class:`ExportError`.
+    built from are translated; anything else raises :class:`ExportError`.  ``check``: run the
+    ONNX checker on the result (it serialises one more copy of the weights).
     """
     import onnx
     from onnx import TensorProto, helper
@@ -660,15 +668,97 @@ def keras_to_onnx(model: Any, *, float16_weights: bool = False,
         "input": describe_io("onnx"),
         "normalisation": "inside the model (x/255, ImageNet mean/std)",
     })
-    onnx.checker.check_model(proto)
+    if check:
+        onnx.checker.check_model(proto)
     return proto
 
 
-def write_onnx(model: Any, out: Path, quantize: str) -> None:
+def write_onnx(model: Any, out: Path, quantize: str, calibration: np.ndarray | None = None,
+               verbose: bool = False) -> None:
+    """Write the ONNX translation to ``out`` and run the ONNX checker on the file.
+
+    Peak memory is about three copies of the weights on top of the loaded model (the numpy
+    arrays, the protobuf, its serialisation): 2.8 GiB in all for the paper preset.
+    ``quantize="int8"``: static QDQ quantisation with ONNX Runtime, calibrated on
+    ``calibration`` (see :func:`quantize_onnx_int8`).
+    """
     import onnx
 
-    proto = keras_to_onnx(model, float16_weights=quantize == "float16")
-    onnx.save_model(proto, str(out))
+    proto = keras_to_onnx(model, float16_weights=quantize == "float16", check=False)
+    if quantize == "int8":
+        if calibration is None or not len(calibration):
+            raise ExportUsageError("--quantize int8 needs calibration images")
+        with tempfile.TemporaryDirectory(prefix="basnet-onnx-") as tmp:
+            fp32 = Path(tmp) / "float32.onnx"
+            onnx.save_model(proto, str(fp32))
+            del proto
+            quantize_onnx_int8(fp32, out, calibration, verbose=verbose)
+    else:
+        onnx.save_model(proto, str(out))
+        del proto
+    onnx.checker.check_model(str(out))
+
+
+def quantize_onnx_int8(fp32: Path, out: Path, calibration: np.ndarray, *, chunk: int = 8,
+                       verbose: bool = False) -> None:
+    """Static int8 quantisation with ONNX Runtime: QDQ format, per-channel int8 weights, uint8
+    activations from min/max calibration, ``chunk`` images at a time (ONNX Runtime keeps every
+    intermediate tensor of a chunk in memory).  The input normalisation stays in float.
+
+    ONNX Runtime's dynamic quantisation is not offered: it turns convolutions into
+    ConvInteger, measured 7x slower than float32 here.
+    """
+    import logging
+
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    chunk = max(1, min(chunk, len(calibration)))
+    images = calibration[: len(calibration) // chunk * chunk]
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.set_range(0, len(images))
+
+        def __len__(self) -> int:
+            return len(images)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self._it = iter(images[start_index:end_index])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self._it, None)
+            return None if x is None else {"image": x[None].astype(np.float32)}
+
+    root = logging.getLogger()
+    level = root.level
+    if not verbose:
+        root.setLevel(logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory(prefix="basnet-onnx-q-") as tmp:
+            pre = Path(tmp) / "pre.onnx"
+            # Symbolic shape inference cannot follow the dynamic Resize sizes; ONNX's own
+            # shape inference and ORT's graph optimisations (BatchNorm folded into Conv) run.
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            graph = onnx.load(str(pre), load_external_data=False).graph
+            keep_float = []  # the layout transpose and the normalisation, before the first Conv
+            for node in graph.node:
+                if node.op_type == "Conv":
+                    break
+                keep_float.append(node.name)
+            del graph
+            quantize_static(
+                str(pre), str(out), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                nodes_to_exclude=keep_float, extra_options={"CalibStridedMinMax": chunk})
+    finally:
+        root.setLevel(level)
 
 
 # --- TF.js -----------------------------------------------------------------------------------
@@ -1061,7 +1151,7 @@ def run_export(opts: ExportOptions, log: Callable[[str], None] | None = None, *,
             tmp.write_bytes(tflite_bytes(model, opts.size, opts.quantize, calibration,
                                          opts.verbose))
         elif opts.format == "onnx":
-            write_onnx(model, tmp, opts.quantize)
+            write_onnx(model, tmp, opts.quantize, calibration, opts.verbose)
         else:
             write_tfjs_graph_model(model, tmp, opts.size, opts.quantize)
         _install(tmp, out)

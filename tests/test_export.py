@@ -157,7 +157,7 @@ def test_tflite_without_litert_falls_back_to_tf_lite(weights: Path, photos: Path
 
 
 @needs_onnx
-@pytest.mark.parametrize("quantize", ["none", "float16"])
+@pytest.mark.parametrize("quantize", ["none", "float16", "int8"])
 def test_onnx(quantize: str, weights: Path, photos: Path, export_dir: Path) -> None:
     from basnet_cli.backends import OnnxPredictor
     from basnet_cli.predict import KerasPredictor
@@ -165,7 +165,9 @@ def test_onnx(quantize: str, weights: Path, photos: Path, export_dir: Path) -> N
     result = _export("onnx", quantize, weights, photos, export_dir)
     _assert_checked(result, "onnx", quantize)
     pred = OnnxPredictor(result.path)
-    assert pred.input_shape == (None, None, None, 3)
+    assert pred.input_shape == (None, None, None, 3) and pred.input_dtype == "float32"
+    if quantize != "none":
+        assert result.bytes < _export("onnx", "none", weights, photos, export_dir).bytes * 0.7
     # Batch, height and width are dynamic: a 2 x 96 x 32 batch matches Keras too.
     x = np.concatenate([E.synthetic_images(1, 96, seed=3)[:, :, :32],
                         E.synthetic_images(1, 96, seed=4)[:, :, :32]]).astype(np.float32)

@@ -22,8 +22,9 @@ _HELP = "\n\n".join([
     "onnx: float32 [N, H, W, 3], all dynamic (H, W multiples of 32). "
     "tfjs: graph model (model.json + shards), float32 [1, S, S, 3].",
     "--quantize: none (float32); float16 (half-size weights: tflite, onnx, tfjs); "
-    "int8-dynamic (8-bit weights: tflite dynamic range, tfjs); int8 (tflite full integer, "
-    "calibrated on --calibration DIR, a few hundred representative images).",
+    "int8-dynamic (8-bit weights: tflite dynamic range, tfjs); int8 (8-bit weights and "
+    "activations calibrated on --calibration DIR, a few hundred representative images: tflite "
+    "full integer with uint8 input, onnx QDQ with float32 input).",
     "After writing, the export is loaded with its own runtime (TensorFlow, LiteRT, ONNX "
     "Runtime, Node.js + @tensorflow/tfjs), run on a few images (--check-images; default: the "
     "first ECSSD images in ../shared when present, else synthetic ones) and compared with the "
