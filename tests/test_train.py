@@ -250,12 +250,10 @@ def test_trains_under_jax_with_the_python_pipeline(synth_dataset, tmp_path):
 
 def test_backbone_weights_from_a_torchvision_style_checkpoint(synth_dataset, tmp_path):
     torch = pytest.importorskip("torch", reason="torch is not installed (make install-torch)")
-    sys.path.insert(0, str(Path(__file__).parent))
-    from torch_reference import TorchBASNet
-
     from basnet_cli.convert import load_backbone_weights
     from basnet_cli.model.basnet import build_basnet
     from basnet_cli.model.config import TINY
+    from tests.torch_reference import TorchBASNet
 
     net = TorchBASNet(TINY)
     state = {k.replace("encoder", "layer", 1): v for k, v in net.state_dict().items()
