@@ -264,7 +264,7 @@ class SavedModelPredictor:
 
 
 def exported_kind(spec: str | Path) -> str | None:
-    """``"tflite"``, ``"onnx"``, ``"savedmodel"`` or None (not an exported model we can run)."""
+    """``"tflite"``, ``"onnx"``, ``"savedmodel"``, ``"tfjs"`` or None (not an exported model)."""
     path = Path(spec)
     name = path.name.lower()
     if name.endswith(".tflite") and path.is_file():
@@ -273,6 +273,8 @@ def exported_kind(spec: str | Path) -> str | None:
         return "onnx"
     if path.is_dir() and (path / "saved_model.pb").is_file():
         return "savedmodel"
+    if path.is_dir() and (path / "model.json").is_file():
+        return "tfjs"
     return None
 
 
@@ -285,6 +287,10 @@ def open_exported(spec: str | Path) -> Any:
         return OnnxPredictor(spec)
     if kind == "savedmodel":
         return SavedModelPredictor(spec)
+    if kind == "tfjs":
+        raise BackendError(f"{spec} is a TF.js model: it runs in browsers and Node.js "
+                           f"(tf.loadGraphModel), not in Python; export --format tflite, onnx "
+                           f"or savedmodel for basnet predict")
     raise BackendError(f"{spec}: not a .tflite file, .onnx file or SavedModel folder")
 
 

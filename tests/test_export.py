@@ -210,6 +210,14 @@ def test_tfjs(quantize: str, weights: Path, photos: Path, export_dir: Path) -> N
     assert sorted(p.name for p in Path(result.path).iterdir())[-1] == "model.json"
 
 
+def test_predict_explains_tfjs_models(tmp_path: Path, photos: Path) -> None:
+    (tmp_path / "m_tfjs").mkdir()
+    (tmp_path / "m_tfjs" / "model.json").write_text("{}")
+    res = _cli("predict", photos, "--out", tmp_path / "o", "--model", tmp_path / "m_tfjs")
+    assert res.exit_code == 2
+    assert "runs in browsers and Node.js" in " ".join(res.stderr.split())
+
+
 # ---------------------------------------------------------------------------------------------
 # basnet predict on the exported models.
 

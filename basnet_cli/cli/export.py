@@ -45,7 +45,7 @@ def export_command(
         "--format", "-f", help="keras, savedmodel, tflite, onnx or tfjs.",
         show_default=False)] = ...,  # type: ignore[assignment]
     quantize: Annotated[str, typer.Option(
-        "--quantize", "-q", help="none, float16, int8-dynamic or int8 (see above for what "
+        "--quantize", help="none, float16, int8-dynamic or int8 (see above for what "
                                  "each format supports).")] = "none",
     size: Annotated[int, typer.Option(
         "--size", "-s", help="Input side in pixels (multiple of 32): fixed in savedmodel, "
