@@ -28,8 +28,10 @@ test-fast:
 lint:
 	$(BIN)/ruff check basnet_cli tests
 
+# Speed and memory suite; writes bench/results.md and bench/results.json (long on 2 CPUs:
+# `make bench BENCH_ARGS=--quick` for a short version).
 bench:
-	@echo "make bench: the benchmark suite is not built yet (issue: basnet benchmark)."; exit 2
+	$(BIN)/python bench/run_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
