@@ -9,8 +9,9 @@ format      input                                    fixed / dynamic
 =========== ======================================== =============================================
 keras       ``image`` float32 [N, H, W, 3]           N, H, W dynamic (H, W multiples of 32)
 savedmodel  ``image`` float32 [N, S, S, 3]           N dynamic; S = ``--size`` fixed
-tflite      ``image`` float32 [1, S, S, 3]           all fixed; ``--quantize int8``: uint8 input
-onnx        ``image`` float32 [N, H, W, 3]           N, H, W dynamic (H, W multiples of 32)
+tflite      ``image`` float32 [1, S, S, 3]           all fixed; uint8 with ``--quantize int8``
+onnx        ``image`` float32 [N, H, W, 3]           N, H, W dynamic (H, W multiples of 32), also
+                                                     with ``--quantize int8`` (QDQ inside)
 tfjs        ``image`` float32 [1, S, S, 3]           all fixed (graph model)
 =========== ======================================== =============================================
 
@@ -116,25 +117,27 @@ class Tolerance:
 
 
 # Tolerances per (format, quantisation), checked on every export.  Float32 runtimes differ from
-# Keras only by summation order (measured <= 5e-6).  Quantised weights move the steep sigmoid
-# edge of a trained map by a pixel here and there, so the max difference is large where the mean
-# stays small; measured on a basnet-lite checkpoint at 320x320, 8 ECSSD images (max / mean):
-# float16 2.1e-2 / 7.5e-5, int8-dynamic 0.09 / 1.0e-3 (TF.js 8-bit weights 0.17 / 9.2e-4),
-# full int8 0.30 / 5.1e-3.  The limits leave about 2-3x room on the max; the mean is the real
-# accuracy guard, and a broken export (wrong layout, missing normalisation) is off by > 0.1.
+# Keras only by summation order (measured <= 7e-6).  Quantisation moves the steep sigmoid edge of
+# a trained map by a pixel here and there, so the max difference is large where the mean stays
+# small.  Measured with the bundled basnet-lite (and an earlier checkpoint) at 320x320 on 8
+# ECSSD images, max / mean: float16 0.026 / 7e-5; int8-dynamic 0.11 / 6e-4 (TF.js 8-bit weights
+# 0.17 / 9e-4); full int8 0.66 / 3.5e-3 (ONNX 0.25 / 3.3e-3).  The mean is the accuracy guard
+# (limits 5-15x above the measurements; a broken export, e.g. a wrong layout or a missing
+# normalisation, is off by more than 0.1 on average); the max limit catches local damage and is
+# not applied to full int8, where a single edge pixel may flip.
 TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("keras", "none"): Tolerance(1e-5, 1e-6),
     ("savedmodel", "none"): Tolerance(1e-4, 1e-5),
     ("tflite", "none"): Tolerance(2e-3, 1e-4),
-    ("tflite", "float16"): Tolerance(0.05, 1e-3),
-    ("tflite", "int8-dynamic"): Tolerance(0.3, 5e-3),
-    ("tflite", "int8"): Tolerance(0.6, 0.03),
+    ("tflite", "float16"): Tolerance(0.1, 1e-3),
+    ("tflite", "int8-dynamic"): Tolerance(0.5, 5e-3),
+    ("tflite", "int8"): Tolerance(1.0, 0.03),
     ("onnx", "none"): Tolerance(2e-3, 1e-4),
-    ("onnx", "float16"): Tolerance(0.05, 1e-3),
-    ("onnx", "int8"): Tolerance(0.6, 0.03),
+    ("onnx", "float16"): Tolerance(0.1, 1e-3),
+    ("onnx", "int8"): Tolerance(1.0, 0.03),
     ("tfjs", "none"): Tolerance(2e-3, 1e-4),
-    ("tfjs", "float16"): Tolerance(0.05, 1e-3),
-    ("tfjs", "int8-dynamic"): Tolerance(0.3, 5e-3),
+    ("tfjs", "float16"): Tolerance(0.1, 1e-3),
+    ("tfjs", "int8-dynamic"): Tolerance(0.5, 5e-3),
 }
 
 
@@ -1130,6 +1133,12 @@ def run_export(opts: ExportOptions, log: Callable[[str], None] | None = None, *,
         except ImportError:
             raise ExportUsageError("--format onnx needs the onnx package: "
                                    "pip install 'basnet-cli[export]'") from None
+        if opts.quantize == "int8":
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError:
+                raise ExportUsageError("--format onnx --quantize int8 needs onnxruntime: "
+                                       "pip install 'basnet-cli[export]'") from None
     images, source = (check_images(opts) if opts.check else (np.zeros((0,)), ""))
     calibration = calibration_images(opts) if opts.quantize == "int8" else None
     if calibration is not None and log:

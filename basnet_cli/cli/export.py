@@ -134,9 +134,10 @@ def _print_result(result: object) -> None:
     if c is not None:
         status = "[green]pass[/]" if c.passed else "[red]FAIL[/]"
         table.add_row("check", escape(f"{c.images} images ({c.image_source}) on {c.runtime}"))
-        table.add_row("difference", f"max {c.max_abs:.2e}, mean {c.mean_abs:.2e} (tolerance max "
-                                    f"{c.tolerance.max_abs:g}, mean {c.tolerance.mean_abs:g}) "
-                                    f"{status}")
+        limit_max = (f"max {c.tolerance.max_abs:g}" if c.tolerance.max_abs < 1
+                     else "max not limited")
+        table.add_row("difference", f"max {c.max_abs:.2e}, mean {c.mean_abs:.2e} (tolerance "
+                                    f"{limit_max}, mean {c.tolerance.mean_abs:g}) {status}")
         table.add_row("time/image", f"{c.time_per_image_s * 1000:.1f} ms (Keras "
                                     f"{c.keras_time_per_image_s * 1000:.1f} ms)")
     elif r.check_error is None:
