@@ -117,6 +117,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
     p.add_argument("--note", action="append", default=[],
                    help="a line for the notes of results.md (repeatable)")
+    p.add_argument("--update", action="store_true",
+                   help="merge into the existing results.json: the sections run now replace "
+                        "its rows of those sections, the others are kept")
     for key, value in PROFILES["full"].items():
         if key == "tiny":
             continue
@@ -160,6 +163,10 @@ class Report:
         self.started = time.perf_counter()
         self.date = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
         self.load_start = B.load_average()
+        self.previous: dict[str, Any] | None = None
+        results = args.out / "results.json"
+        if args.update and results.is_file():
+            self.previous = json.loads(results.read_text())
 
     def machine_text(self) -> str:
         return self.device.get("name") or B.machine_line(self.machine)
@@ -173,11 +180,16 @@ class Report:
         return row
 
     def skip(self, row_id: str, reason: str) -> None:
-        self.skipped.append({"id": row_id, "reason": reason})
+        self.skipped.append({"id": row_id, "section": _section_of(row_id), "reason": reason})
         log(f"  skipped {row_id}: {reason}")
 
     def find(self, row_id: str) -> dict[str, Any] | None:
         return next((r for r in self.rows if r["id"] == row_id), None)
+
+
+def _section_of(row_id: str) -> str:
+    first = row_id.split("/", 1)[0]
+    return "predict" if first == "predict-rss" else first
 
 
 def log(line: str) -> None:
@@ -357,6 +369,21 @@ def random_weights(weights_dir: Path, preset: str) -> Path:
     return target
 
 
+# A small Python process between this one and `basnet predict`: on Linux a child's ru_maxrss
+# starts at the high-water mark of the memory it was forked (or vforked) from, so a child of
+# this multi-GB process would report this process's peak.  The launcher is ~10 MB; its own
+# child's ru_maxrss is the predict run's peak.
+_LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+child.returncode = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as fh:
+    fh.write(str(usage.ru_maxrss))
+sys.exit(child.returncode if child.returncode >= 0 else 128 - child.returncode)
+"""
+
+
 def run_predict(inputs: Sequence[str], out: Path, *, preset: str, precision: str, size: int,
                 batch: int, device: str, weights_dir: Path) -> dict[str, Any]:
     """``basnet predict`` in a subprocess; its JSON summary plus wall time and peak RSS."""
@@ -365,23 +392,19 @@ def run_predict(inputs: Sequence[str], out: Path, *, preset: str, precision: str
             "--quiet", "--json"]
     env = dict(os.environ, BASNET_WEIGHTS_DIR=str(weights_dir))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    t0 = time.perf_counter()
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "basnet_cli", *argv],
-                                stdout=subprocess.PIPE, stderr=err, env=env)
-        assert proc.stdout is not None
-        stdout = proc.stdout.read()
-        proc.stdout.close()
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (peak RSS)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryDirectory(prefix="basnet-bench-rss-") as tmp:
+        rss_file = Path(tmp) / "maxrss"
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, str(rss_file), sys.executable,
+                               "-m", "basnet_cli", *argv], env=env, capture_output=True)
         wall = time.perf_counter() - t0
-        err.seek(0)
-        stderr = err.read().decode(errors="replace")
+        maxrss_kib = int(rss_file.read_text()) if rss_file.is_file() else 0
     if proc.returncode != 0:
-        raise RuntimeError(f"basnet predict exited {proc.returncode}: {stderr.strip()[-500:]}")
-    summary = json.loads(stdout)
+        stderr = proc.stderr.decode(errors="replace").strip()
+        raise RuntimeError(f"basnet predict exited {proc.returncode}: {stderr[-500:]}")
+    summary = json.loads(proc.stdout)
     summary["wall_s"] = wall
-    summary["peak_rss_mib"] = round(usage.ru_maxrss / 1024, 1)
+    summary["peak_rss_mib"] = round(maxrss_kib / 1024, 1)
     summary["command"] = ("BASNET_WEIGHTS_DIR=<weights> basnet " +
                           " ".join(shlex.quote(a) for a in argv))
     return summary
@@ -511,8 +534,11 @@ def section_metrics(report: Report, args: argparse.Namespace) -> None:
 # Headline ratios.
 
 
-def headline(report: Report, args: argparse.Namespace) -> list[dict[str, Any]]:
+def headline(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+
+    def find(row_id: str) -> dict[str, Any] | None:
+        return next((r for r in rows if r["id"] == row_id), None)
 
     def ratio(name: str, num: float | None, den: float | None, goal: str = "",
               ok: Callable[[float], bool] | None = None, digits: int = 2) -> None:
@@ -523,8 +549,8 @@ def headline(report: Report, args: argparse.Namespace) -> list[dict[str, Any]]:
                     "met": (bool(ok(value)) if ok else None)})
 
     for size in args.sizes:
-        peer = _rate(report.find(f"inference/peer/float32/{size}"))
-        rates = {p: _rate(report.find(f"inference/paper/{p}/{size}")) for p in args.precisions}
+        peer = _rate(find(f"inference/peer/float32/{size}"))
+        rates = {p: _rate(find(f"inference/paper/{p}/{size}")) for p in args.precisions}
         for p, r in rates.items():
             ratio(f"inference {size}px: paper preset {p} / keras-io design float32", r, peer,
                   ">= 8x", lambda v: v >= 8)
@@ -535,33 +561,36 @@ def headline(report: Report, args: argparse.Namespace) -> list[dict[str, Any]]:
                   f"design float32", best, peer, ">= 8x", lambda v: v >= 8)
         for p in args.precisions:
             ratio(f"inference {size}px: lite preset {p} / keras-io design float32",
-                  _rate(report.find(f"inference/lite/{p}/{size}")), peer)
+                  _rate(find(f"inference/lite/{p}/{size}")), peer)
         for q in args.tflite:
-            ratio(f"inference {size}px: paper preset TFLite {q} / paper preset float32",
-                  _rate(report.find(f"inference/tflite-{q}/{q}/{size}")), rates.get("float32"))
+            tfl = _rate(find(f"inference/tflite-{q}/{q}/{size}"))
+            ratio(f"inference {size}px: paper preset exported to TFLite {q} / keras-io design "
+                  f"float32", tfl, peer)
+            ratio(f"inference {size}px: paper preset TFLite {q} / paper preset float32", tfl,
+                  rates.get("float32"))
         if "bfloat16" in args.precisions and "float32" in args.precisions:
             for role in ("paper", "lite"):
                 ratio(f"inference {size}px: {role} preset bfloat16 / float32",
-                      _rate(report.find(f"inference/{role}/bfloat16/{size}")),
-                      _rate(report.find(f"inference/{role}/float32/{size}")))
+                      _rate(find(f"inference/{role}/bfloat16/{size}")),
+                      _rate(find(f"inference/{role}/float32/{size}")))
     if "bfloat16" in args.precisions and "float32" in args.precisions:
         for role in args.train_roles:
             ratio(f"train {args.train_size}px: {role} preset bfloat16 / float32",
-                  _rate(report.find(f"train/{role}/bfloat16/{args.train_size}")),
-                  _rate(report.find(f"train/{role}/float32/{args.train_size}")))
+                  _rate(find(f"train/{role}/bfloat16/{args.train_size}")),
+                  _rate(find(f"train/{role}/float32/{args.train_size}")))
     ratio("metrics: basnet-cli / PySODMetrics (same 5 metrics, maps/s)",
-          _rate(report.find("metrics/ours"), "maps_per_s"),
-          _rate(report.find("metrics/pysodmetrics"), "maps_per_s"), ">= 5x", lambda v: v >= 5)
-    for row in report.rows:
+          _rate(find("metrics/ours"), "maps_per_s"),
+          _rate(find("metrics/pysodmetrics"), "maps_per_s"), ">= 5x", lambda v: v >= 5)
+    for row in rows:
         if row["id"].startswith("predict-rss/") and row.get("rss_baseline"):
-            base = report.find(row["rss_baseline"])
+            base = find(row["rss_baseline"])
             ratio(f"predict peak RSS: {args.rss_factor}x files / 1x "
                   f"({row['images']} vs {base['images'] if base else '?'} photos)",
                   row.get("peak_rss_mib"), base.get("peak_rss_mib") if base else None,
                   "flat (<= 1.1)", lambda v: v <= 1.1, digits=3)
-    lite = next((r for r in report.rows if r["id"].startswith("predict/lite/float32/")), None)
-    decode = report.find("pipeline/decode")
-    encode = report.find("pipeline/encode")
+    lite = next((r for r in rows if r["id"].startswith("predict/lite/float32/")), None)
+    decode = find("pipeline/decode")
+    encode = find("pipeline/encode")
     for stage, row in (("decode", decode), ("encode + write", encode)):
         ratio(f"pipeline: {stage} images/s / lite preset end-to-end images/s", _rate(row),
               _rate(lite), "> 1 (not the bottleneck)", lambda v: v > 1)
@@ -595,18 +624,21 @@ def to_markdown(data: dict[str, Any]) -> str:
     lines = [
         "# basnet-cli benchmark",
         "",
-        f"- date: {data['date']}",
         f"- machine: {m['cpu']}, {m['cores']} cores ({m['logical_cpus']} logical CPUs), "
         f"{m.get('memory_gib')} GiB; CPU features: {', '.join(m['cpu_features']) or 'none'}",
         f"- device: {data['device'].get('device')} ({data['device'].get('name')})",
         f"- software: Keras {fw.get('keras')} on {fw.get('backend')} "
         + (f"{fw.get('tensorflow')}" if fw.get("tensorflow") else "")
         + f", Python {m['python']}, {m['os']}",
-        f"- command: `{data['command']}` (mode: {data['mode']}, commit {data.get('commit')})",
-        f"- load average at start / end: {data.get('load_start')} / {data.get('load_end')}; "
-        f"{data['elapsed_s'] / 60:.1f} min in all",
-        "",
     ]
+    for i, run in enumerate(data["runs"], 1):
+        label = f"run {i}" if len(data["runs"]) > 1 else "run"
+        lines.append(
+            f"- {label}: `{run['command']}` ({run['date']}; mode {run['mode']}; sections "
+            f"{','.join(run.get('sections') or SECTIONS)}; commit {run.get('commit')}; load "
+            f"average at start / end {run.get('load_start')} / {run.get('load_end')}; "
+            f"{(run.get('elapsed_s') or 0) / 60:.1f} min)")
+    lines.append("")
     if data["notes"]:
         lines += ["Notes:", ""] + [f"- {n}" for n in data["notes"]] + [""]
     if data["headline"]:
@@ -779,26 +811,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def write_results(report: Report, args: argparse.Namespace) -> dict[str, Any]:
-    """Write results.json and results.md with what is measured so far."""
-    data = {
+def _run_info(report: Report, args: argparse.Namespace) -> dict[str, Any]:
+    return {
         "date": report.date,
         "mode": args.mode,
         "command": "python bench/run_bench.py " + " ".join(shlex.quote(a) for a in args.argv),
+        "sections": list(args.sections),
         "commit": _git_commit(),
+        "load_start": report.load_start,
+        "load_end": B.load_average(),
+        "elapsed_s": round(time.perf_counter() - report.started, 1),
+    }
+
+
+def write_results(report: Report, args: argparse.Namespace) -> dict[str, Any]:
+    """Write results.json and results.md with what is measured so far (merged into the
+    previous results with ``--update``)."""
+    run = _run_info(report, args)
+    rows, skipped, notes, runs = list(report.rows), list(report.skipped), list(report.notes), [run]
+    previous = report.previous
+    if previous:
+        order = {name: i for i, name in enumerate(SECTIONS)}
+        rows = sorted([r for r in previous.get("rows", []) if r["section"] not in args.sections]
+                      + rows, key=lambda r: order.get(r["section"], len(order)))
+        skipped = [k for k in previous.get("skipped", [])
+                   if k.get("section", _section_of(k["id"])) not in args.sections] + skipped
+        notes = list(previous.get("notes", [])) + [n for n in notes
+                                                    if n not in previous.get("notes", [])]
+        runs = list(previous.get("runs") or [
+            {k: previous.get(k) for k in ("date", "mode", "command", "sections", "commit",
+                                          "load_start", "load_end", "elapsed_s")}]) + [run]
+    data = {
+        **run,
+        "runs": runs,
         "machine": report.machine,
         "machine_line": report.machine_text(),
         "device": report.device,
         "framework": report.framework,
         "settings": {k: getattr(args, k) for k in PROFILES["full"]},
-        "sections": args.sections,
-        "load_start": report.load_start,
-        "load_end": B.load_average(),
-        "elapsed_s": round(time.perf_counter() - report.started, 1),
-        "notes": report.notes,
-        "headline": headline(report, args),
-        "rows": report.rows,
-        "skipped": report.skipped,
+        "notes": notes,
+        "headline": headline(rows, args),
+        "rows": rows,
+        "skipped": skipped,
     }
     _atomic_write(args.out / "results.json", json.dumps(data, indent=2) + "\n")
     _atomic_write(args.out / "results.md", to_markdown(data))

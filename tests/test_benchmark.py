@@ -146,6 +146,15 @@ def test_bench_suite_smoke(ecssd_like: Path, tmp_path: Path) -> None:
     assert all(_positive(h["value"]) for h in data["headline"])
     assert data["skipped"] == []
 
+    # --update re-runs one section and keeps the others' rows.
+    assert run_bench.main(["--smoke", "--out", str(out), "--ecssd", str(ecssd_like),
+                           "--sections", "metrics", "--update"]) == 0
+    merged = _check_results(out)
+    assert [r["id"] for r in merged["rows"]] == ids
+    assert [run["sections"] for run in merged["runs"]] == [
+        ["inference", "pipeline", "predict", "metrics"], ["metrics"]]
+    assert "run 2: `python bench/run_bench.py --smoke" in (out / "results.md").read_text()
+
 
 @pytest.mark.slow
 def test_bench_suite_smoke_complete(ecssd_like: Path, tmp_path: Path) -> None:
