@@ -47,6 +47,20 @@ def write_dataset(root: Path, n: int, layout: str = "duts", seed: int = 0,
 
 
 @pytest.fixture(scope="session")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight ``basnet-tiny`` saved once per session (read-only for the tests)."""
+    from basnet_cli.runtime import import_keras
+
+    import_keras()
+    from basnet_cli.model.basnet import build_basnet
+    from basnet_cli.model.config import TINY
+
+    path = tmp_path_factory.mktemp("model") / "basnet-tiny.weights.h5"
+    build_basnet(TINY).save_weights(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def synth_dataset(tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("synth"), 16)
 

@@ -37,19 +37,6 @@ needs_onnx = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from basnet_cli.runtime import import_keras
-
-    import_keras()
-    from basnet_cli.model.basnet import build_basnet
-    from basnet_cli.model.config import TINY
-
-    path = tmp_path_factory.mktemp("model") / "basnet-tiny.weights.h5"
-    build_basnet(TINY).save_weights(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two small photos of odd sizes (resized to SIZE by the check, as predict does)."""
     root = tmp_path_factory.mktemp("photos")

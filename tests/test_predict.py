@@ -1,7 +1,8 @@
 """`basnet predict`: inputs, outputs, resume, atomic writes, bad files, path safety, exit codes.
 
-One tiny random-weight model (``basnet-tiny``) is saved and loaded once for the whole module;
-most tests call :func:`basnet_cli.predict.run` with that predictor, a few go through the CLI.
+One tiny random-weight model (``basnet-tiny``, the session fixture ``weights`` of conftest) is
+loaded once for the whole module; most tests call :func:`basnet_cli.predict.run` with that
+predictor, a few go through the CLI.
 """
 
 from __future__ import annotations
@@ -28,19 +29,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 # ---------------------------------------------------------------------------------------------
 # Fixtures.
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from basnet_cli.runtime import import_keras
-
-    import_keras()
-    from basnet_cli.model.basnet import build_basnet
-    from basnet_cli.model.config import TINY
-
-    path = tmp_path_factory.mktemp("model") / "basnet-tiny.weights.h5"
-    build_basnet(TINY).save_weights(path)
-    return path
 
 
 @pytest.fixture(scope="module")
