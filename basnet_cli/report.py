@@ -119,6 +119,31 @@ def markdown_table(run: EvaluationRun, digits: int = 3) -> str:
     return "\n".join(rows) + "\n"
 
 
+def method_notes(mode: str, m: MethodResult, names: int = 0) -> list[str]:
+    """What to say about one method besides its metrics: unmatched files (the first ``names``
+    of each kind listed by name), unreadable files, maps resized to the GT size."""
+    if mode == "maps":
+        missing_text, extra_text = "masks without a map", "maps without a mask"
+    else:
+        missing_text, extra_text = "images without a mask", "masks without an image"
+
+    def listed(items: Sequence[str]) -> str:
+        if not names:
+            return ""
+        return " (" + ", ".join(items[:names]) + (", ..." if len(items) > names else "") + ")"
+
+    bits = []
+    if m.missing:
+        bits.append(f"{len(m.missing)} {missing_text}{listed(m.missing)}")
+    if m.extra:
+        bits.append(f"{len(m.extra)} {extra_text}{listed(m.extra)}")
+    if m.failed:
+        bits.append(f"{len(m.failed)} unreadable")
+    if m.resized:
+        bits.append(f"{m.resized} maps resized to the GT size")
+    return bits
+
+
 def markdown_report(run: EvaluationRun) -> str:
     lines = [f"# {run.dataset}: saliency metrics", ""]
     if run.mode == "model":
@@ -128,20 +153,8 @@ def markdown_report(run: EvaluationRun) -> str:
         lines.append(f"Maps scored against `{run.gt_dir}` ({run.gt_count} masks).")
     lines += ["", markdown_table(run)]
     notes = []
-    if run.mode == "maps":
-        missing_text, extra_text = "masks without a map", "maps without a mask"
-    else:
-        missing_text, extra_text = "images without a mask", "masks without an image"
     for m in run.methods:
-        bits = []
-        if m.missing:
-            bits.append(f"{len(m.missing)} {missing_text}")
-        if m.extra:
-            bits.append(f"{len(m.extra)} {extra_text}")
-        if m.failed:
-            bits.append(f"{len(m.failed)} unreadable")
-        if m.resized:
-            bits.append(f"{m.resized} maps resized to the GT size")
+        bits = method_notes(run.mode, m)
         if bits:
             notes.append(f"- {m.name}: " + ", ".join(bits))
     if notes:

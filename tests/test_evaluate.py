@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from basnet_cli import metrics as M
 from basnet_cli.cli import app
 from basnet_cli.evaluate import EvaluateUsageError, evaluate_maps, evaluate_model, read_gray
-from basnet_cli.report import PALETTE, write_reports
+from basnet_cli.report import PALETTE, method_notes, write_reports
 
 H, W = 36, 48
 
@@ -184,6 +184,12 @@ def test_reports_exist_and_parse(maps_case: dict, tmp_path: Path) -> None:
 
     md = paths["markdown"].read_text()
     assert "| Method | Images | maxF |" in md and "| methodA | 5 |" in md
+    assert ("- methodA: 1 masks without a map, 1 maps without a mask, "
+            "1 maps resized to the GT size") in md
+    # the CLI summary says the same, naming the first files
+    assert method_notes("maps", run.methods[0], names=5) == [
+        "1 masks without a map (img3)", "1 maps without a mask (stray)",
+        "1 maps resized to the GT size"]
 
     with open(paths["per_image"]) as fh:
         rows = list(csv.DictReader(fh))

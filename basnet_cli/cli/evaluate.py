@@ -80,7 +80,7 @@ def _fmt(value: float, digits: int = 3) -> str:
 def _print_summary(run: Any, report_paths: dict[str, Path] | None) -> None:
     from rich.table import Table
 
-    from basnet_cli.report import COLUMNS
+    from basnet_cli.report import COLUMNS, method_notes
 
     title = f"{run.dataset}: {run.mode} mode"
     if run.mode == "model":
@@ -96,22 +96,8 @@ def _print_summary(run: Any, report_paths: dict[str, Path] | None) -> None:
                                        for m in run.methods))
     table.add_row("images", *(str(m.count) for m in run.methods), end_section=False)
     console.print(table)
-    if run.mode == "maps":
-        missing_text, extra_text = "masks without a map", "maps without a mask"
-    else:
-        missing_text, extra_text = "images without a mask", "masks without an image"
     for m in run.methods:
-        bits = []
-        if m.missing:
-            shown = ", ".join(m.missing[:5]) + (", ..." if len(m.missing) > 5 else "")
-            bits.append(f"{len(m.missing)} {missing_text} ({shown})")
-        if m.extra:
-            shown = ", ".join(m.extra[:5]) + (", ..." if len(m.extra) > 5 else "")
-            bits.append(f"{len(m.extra)} {extra_text} ({shown})")
-        if m.failed:
-            bits.append(f"{len(m.failed)} unreadable")
-        if m.resized:
-            bits.append(f"{m.resized} maps resized to the mask size")
+        bits = method_notes(run.mode, m, names=5)
         if bits:
             console.print(f"[yellow]{m.name}:[/] " + "; ".join(bits), highlight=False)
     speed = "; ".join(f"{m.name} {m.maps_per_second:.1f} maps/s" for m in run.methods if m.count)
