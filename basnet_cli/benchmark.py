@@ -224,7 +224,7 @@ def load_model(spec: str = DEFAULT_PRESET, *, precision: str = "auto", device: s
     ``device``/``pin`` come from :func:`setup_device`.  The global dtype policy is restored.
     """
     from basnet_cli import predict as P
-    from basnet_cli.model.io import ModelSpecError, load_training_model, resolve
+    from basnet_cli.model.io import ModelSpecError, load_training_model, loading, resolve
     from basnet_cli.runtime import import_keras
 
     keras = import_keras()
@@ -238,10 +238,7 @@ def load_model(spec: str = DEFAULT_PRESET, *, precision: str = "auto", device: s
     except (ModelSpecError, ValueError) as exc:
         raise BenchmarkError(str(exc)) from None
     concrete = concrete_precision(precision, device)
-    policies = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(policies[concrete])
-    try:
+    with loading(spec, concrete, BenchmarkError):
         if pin is not None:
             import tensorflow as tf
 
@@ -249,13 +246,6 @@ def load_model(spec: str = DEFAULT_PRESET, *, precision: str = "auto", device: s
                 model = load_training_model(source)
         else:
             model = load_training_model(source)
-    except ModelSpecError as exc:
-        raise BenchmarkError(str(exc)) from None
-    except (OSError, ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise BenchmarkError(f"--model {spec}: cannot load it ({first})") from None
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
     from basnet_cli.model.basnet import inference_model
 
     infer = inference_model(model)

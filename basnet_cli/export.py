@@ -1093,25 +1093,16 @@ def check_export(fmt: str, quantize: str, path: Path, model: Any, images: np.nda
 
 def load_model(opts: ExportOptions) -> tuple[Any, str]:
     """The float32 inference model for ``opts.model``; returns ``(model, description)``."""
-    from basnet_cli.model.io import ModelSpecError, load_inference_model, resolve
+    from basnet_cli.model.io import ModelSpecError, load_inference_model, loading, resolve
     from basnet_cli.runtime import import_keras
 
     try:
         source = resolve(opts.model, preset=opts.preset)
     except (ModelSpecError, ValueError) as exc:
         raise ExportUsageError(str(exc)) from None
-    keras = import_keras(opts.verbose)
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
+    import_keras(opts.verbose)
+    with loading(opts.model, "float32", ExportUsageError):
         model = load_inference_model(source)
-    except ModelSpecError as exc:
-        raise ExportUsageError(str(exc)) from None
-    except (OSError, ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ExportUsageError(f"--model {opts.model}: cannot load it ({first})") from None
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
     return model, source.describe()
 
 

@@ -566,7 +566,7 @@ def load_predictor(spec: str, *, precision: str = "auto", device: str = "auto",
                    verbose: bool = False, preset: str | None = None
                    ) -> tuple[Predictor, str, str]:
     """Build the predictor for ``--model spec``.  Returns ``(predictor, precision, device)``."""
-    from basnet_cli.model.io import ModelSpecError, load_inference_model, resolve
+    from basnet_cli.model.io import ModelSpecError, load_inference_model, loading, resolve
     from basnet_cli.runtime import cpu_has_fast_bf16, import_keras, resolve_precision
 
     device_desc = configure_device(device, verbose)
@@ -578,21 +578,18 @@ def load_predictor(spec: str, *, precision: str = "auto", device: str = "auto",
         source = resolve(spec, preset=preset)
     except (ModelSpecError, ValueError) as exc:
         raise PredictUsageError(str(exc)) from None
-    keras = import_keras(verbose)
+    import_keras(verbose)
     if precision == "auto" and device_desc == "cpu":
         # resolve_precision() looks at physical GPUs; with --device cpu only the CPU counts.
         concrete = "bfloat16" if cpu_has_fast_bf16() else "float32"
     else:
         concrete = resolve_precision(precision)
-    policies = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-    previous = keras.mixed_precision.global_policy()
     tf = import_tf_quiet(verbose)
     strategy = None
     if device_desc != "cpu" and len(tf.config.list_logical_devices("GPU")) > 1:
         strategy = tf.distribute.MirroredStrategy()
-    keras.mixed_precision.set_global_policy(policies[concrete])
     pin = "/CPU:0" if device_desc == "cpu" else None
-    try:
+    with loading(spec, concrete, PredictUsageError):
         if strategy is not None:
             with strategy.scope():
                 model = load_inference_model(source)
@@ -601,13 +598,6 @@ def load_predictor(spec: str, *, precision: str = "auto", device: str = "auto",
                 model = load_inference_model(source)
         else:
             model = load_inference_model(source)
-    except ModelSpecError as exc:
-        raise PredictUsageError(str(exc)) from None
-    except (OSError, ValueError, TypeError) as exc:  # unreadable or foreign file
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise PredictUsageError(f"--model {spec}: cannot load it ({first})") from None
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
     predictor = KerasPredictor(model, strategy=strategy, description=source.describe(),
                                device=pin)
     return predictor, concrete, device_desc

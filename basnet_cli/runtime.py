@@ -11,6 +11,8 @@ import sys
 from collections.abc import Iterator
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+# Keras' global dtype policy of each concrete precision.
+POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
 def quiet_env(verbose: bool = False) -> None:
@@ -139,6 +141,5 @@ def set_precision(precision: str) -> str:
     """Set the global Keras dtype policy; returns the concrete precision."""
     keras = import_keras()
     concrete = resolve_precision(precision)
-    policy = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-    keras.mixed_precision.set_global_policy(policy[concrete])
+    keras.mixed_precision.set_global_policy(POLICIES[concrete])
     return concrete

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -114,6 +115,47 @@ def test_model_io_resolves_presets_and_files(tmp_path, monkeypatch):
     assert src.config is None
     loaded = io.load_training_model(src)
     assert src.config == TINY and len(loaded.outputs) == 8
+
+
+def test_model_io_loading_sets_policy_and_maps_errors():
+    from basnet_cli.model import io
+
+    class Failed(Exception):
+        pass
+
+    before = keras.mixed_precision.global_policy().name
+    with io.loading("m", "bfloat16", Failed):
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == before
+    with pytest.raises(Failed, match=r"^no such preset$"):
+        with io.loading("m", "float16", Failed):
+            raise io.ModelSpecError("no such preset")
+    with pytest.raises(Failed, match=r"^--model m: cannot load it \(bad header\)$"):
+        with io.loading("m", "float16", Failed):
+            raise OSError("  bad header\nmore detail")
+    with pytest.raises(Failed, match=r"^--model m: cannot load it \(TypeError\)$"):
+        with io.loading("m", "float32", Failed):
+            raise TypeError()
+    assert keras.mixed_precision.global_policy().name == before
+
+
+def test_corrupt_weights_file_is_a_usage_error_everywhere(tmp_path):
+    """predict, export and benchmark load through io.loading: same message, policy restored."""
+    from basnet_cli import benchmark as B
+    from basnet_cli import export as E
+    from basnet_cli import predict as P
+
+    bad = tmp_path / "basnet-tiny.weights.h5"
+    bad.write_bytes(b"not an HDF5 file")
+    before = keras.mixed_precision.global_policy().name
+    message = rf"^--model {re.escape(str(bad))}: cannot load it \("
+    with pytest.raises(P.PredictUsageError, match=message):
+        P.load_predictor(str(bad), precision="float32", device="cpu")
+    with pytest.raises(E.ExportUsageError, match=message):
+        E.load_model(E.ExportOptions(model=str(bad), format="keras"))
+    with pytest.raises(B.BenchmarkError, match=message):
+        B.load_model(str(bad), precision="float32")
+    assert keras.mixed_precision.global_policy().name == before
 
 
 def test_config_roundtrip():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,3 +116,26 @@ def load_inference_model(source: ModelSource):
     from basnet_cli.model.basnet import inference_model
 
     return inference_model(load_training_model(source))
+
+
+@contextlib.contextmanager
+def loading(spec: str, precision: str, error: type[Exception]) -> Iterator[None]:
+    """Around the loading of ``--model spec`` (Keras already imported): Keras' global dtype
+    policy is the one of ``precision`` (a concrete one) and is restored afterwards; failures
+    become ``error``, a :class:`ModelSpecError` with its own message, an unreadable or foreign
+    file (OSError, ValueError, TypeError) as ``--model SPEC: cannot load it (<first line>)``."""
+    import keras
+
+    from basnet_cli.runtime import POLICIES
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(POLICIES[precision])
+    try:
+        yield
+    except ModelSpecError as exc:
+        raise error(str(exc)) from None
+    except (OSError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise error(f"--model {spec}: cannot load it ({first})") from None
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
