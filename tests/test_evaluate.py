@@ -254,3 +254,15 @@ def test_empty_plot_has_no_curve_pixels(tmp_path: Path) -> None:
 
     path = line_plot([], tmp_path / "empty.png", title="t", xlabel="x", ylabel="y")
     assert _curve_pixels(path, PALETTE[0]) == 0 and _curve_pixels(path, PALETTE[1]) == 0
+
+
+def test_cli_prints_bracketed_names_literally(maps_case: dict, tmp_path: Path) -> None:
+    """Folder and file names are user data: '[bold]' in a name is printed, not styled."""
+    method = maps_case["root"] / "run[bold]v2"
+    maps_case["a"].rename(method)
+    (method / "img0.png").rename(method / "img0[red].png")  # now a map without a mask
+    result = CliRunner().invoke(app, ["evaluate", "--pred", str(method), "--gt",
+                                      str(maps_case["gt"]), "--no-report", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "run[bold]v2" in result.output
+    assert "img0[red]" in result.output

@@ -78,6 +78,7 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def _print_summary(run: Any, report_paths: dict[str, Path] | None) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from basnet_cli.report import COLUMNS, method_notes
@@ -86,10 +87,11 @@ def _print_summary(run: Any, report_paths: dict[str, Path] | None) -> None:
     if run.mode == "model":
         title += f" ({run.model}, {run.size}x{run.size})"
     # metrics as rows, methods as columns: fits a terminal for any usual number of methods
-    table = Table(title=title, title_justify="left", header_style="bold")
+    # names and paths come from the user's files: never read them as Rich markup
+    table = Table(title=escape(title), title_justify="left", header_style="bold")
     table.add_column("metric", no_wrap=True)
     for m in run.methods:
-        table.add_column(m.name, justify="right", no_wrap=True)
+        table.add_column(escape(m.name), justify="right", no_wrap=True)
     for key, label, higher in COLUMNS:
         arrow = "" if higher else " (lower is better)"
         table.add_row(label + arrow, *(_fmt(m.metrics.get(key, float("nan")))
@@ -99,14 +101,16 @@ def _print_summary(run: Any, report_paths: dict[str, Path] | None) -> None:
     for m in run.methods:
         bits = method_notes(run.mode, m, names=5)
         if bits:
-            console.print(f"[yellow]{m.name}:[/] " + "; ".join(bits), highlight=False)
+            console.print(f"[yellow]{escape(m.name)}:[/] " + escape("; ".join(bits)),
+                          highlight=False)
     speed = "; ".join(f"{m.name} {m.maps_per_second:.1f} maps/s" for m in run.methods if m.count)
     curve = "per-image curves" if run.curve == "image" else "dataset-level P/R"
-    console.print(f"F: beta^2 0.3, {curve}; {run.seconds:.1f}s ({speed})", highlight=False)
+    console.print(escape(f"F: beta^2 0.3, {curve}; {run.seconds:.1f}s ({speed})"),
+                  highlight=False)
     if report_paths:
         folder = next(iter(report_paths.values())).parent
-        console.print(f"report: {folder}/ ({', '.join(p.name for p in report_paths.values())})",
-                      highlight=False)
+        names = ", ".join(p.name for p in report_paths.values())
+        console.print(escape(f"report: {folder}/ ({names})"), highlight=False)
 
 
 @app.command("evaluate", help=_HELP)
