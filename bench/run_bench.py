@@ -10,9 +10,17 @@ Writes ``results.json`` and ``results.md`` (default: this folder).  Sections:
 - **train**: images/s of training steps per preset and precision (alternated the same way);
 - **pipeline**: decode and encode/write images/s of ``basnet predict`` alone (no model);
 - **predict**: end-to-end ``basnet predict`` on the ECSSD photos, each run a subprocess whose
-  peak RSS is read with ``wait4``; and peak RSS on ``--rss-factor`` times as many files (hard
-  links to the same photos) against the same run on ``--rss-images`` files: it must stay flat;
-- **metrics**: maps/s of ``basnet evaluate``'s metrics against PySODMetrics on the same pairs.
+  peak RSS is read with ``wait4``, for the paper and lite presets in each ``--predict-precisions``
+  and the keras-io design (``--peer-images`` photos: it is slow); and peak RSS on
+  ``--rss-factor`` times as many files (hard links to the same photos) against the same run on
+  ``--rss-images`` files: it must stay flat;
+- **metrics**: maps/s of ``basnet evaluate``'s metrics against PySODMetrics on the same pairs;
+- **export**: ``--export-model`` (the bundled basnet-lite) through ``basnet export`` in every
+  ``--export-formats`` entry: file size, the self-check's max / mean difference to the Keras
+  model, the median time per image in the format's own runtime, and ``basnet predict --model
+  <export>`` on the first ``--export-images`` ECSSD photos scored with ``basnet evaluate``
+  (ECSSD MAE); full int8 is calibrated on ``--calibration`` photos (default: DUTS-TR, else ECSSD
+  photos after the evaluated ones).
 
 Ratios measured in one run are the headline; absolute CPU numbers are context only.  Models
 without trained weights run from a random initialisation (speed does not depend on the values).
@@ -48,43 +56,49 @@ PAPER, PEER, LITE, TINY = "basnet", "basnet-kerasio", "basnet-lite", "basnet-tin
 ROLES = {"paper": PAPER, "peer": PEER, "lite": LITE}
 ROLE_TEXT = {"paper": "paper preset", "peer": "keras-io/keras-cv design", "lite": "lite preset",
              "tflite": "paper preset, TFLite"}
-SECTIONS = ("inference", "train", "pipeline", "predict", "metrics")
+SECTIONS = ("inference", "train", "pipeline", "predict", "metrics", "export")
 DEFAULT_ECSSD = REPO.parent / "shared" / "data" / "ECSSD"
+# ``--export-formats`` entries: FORMAT or FORMAT:QUANTIZE (``basnet export --format/--quantize``).
+EXPORT_FORMATS = ["keras", "savedmodel", "tflite:none", "tflite:float16", "tflite:int8-dynamic",
+                  "tflite:int8", "onnx:none", "onnx:float16", "onnx:int8", "tfjs:none"]
 
-# Settings per mode; every key is also a command-line flag (``--lite-images`` for lite_images).
+# Settings per mode (the others: what they change in "full"); every key is also a command-line
+# flag (``--lite-images`` for lite_images).
+_FULL: dict[str, Any] = {
+    "sizes": [288, 320], "batch_size": 2, "warmup": 1, "steps": 1, "repeats": 2,
+    "min_seconds": 10.0, "precisions": ["float32", "bfloat16"],
+    "peer_precisions": ["float32"], "tflite": ["int8-dynamic", "int8"],
+    "train_roles": ["paper", "lite"], "train_size": 224, "train_batch": 4,
+    "predict_size": 320, "predict_batch": 8, "predict_precisions": ["float32", "bfloat16"],
+    "lite_images": 1000, "paper_images": 50, "bf16_images": 20, "peer_images": 8,
+    "rss_images": 100, "rss_factor": 10, "pipeline_images": 1000, "metrics_pairs": 1000,
+    "export_model": LITE, "export_size": 320, "export_images": 200,
+    "export_formats": EXPORT_FORMATS, "calibration_images": 32, "export_check_images": 8,
+    "export_timing": 10,
+    "tiny": False,
+}
 PROFILES: dict[str, dict[str, Any]] = {
-    "full": {
-        "sizes": [288, 320], "batch_size": 2, "warmup": 1, "steps": 1, "repeats": 2,
-        "min_seconds": 10.0, "precisions": ["float32", "bfloat16"],
-        "peer_precisions": ["float32"], "tflite": ["int8-dynamic", "int8"],
-        "train_roles": ["paper", "lite"], "train_size": 224, "train_batch": 4,
-        "predict_size": 320, "predict_batch": 8, "predict_precisions": ["float32", "bfloat16"],
-        "lite_images": 1000, "paper_images": 50, "bf16_images": 20,
-        "rss_images": 100, "rss_factor": 10, "pipeline_images": 1000, "metrics_pairs": 1000,
-        "tiny": False,
-    },
+    "full": _FULL,
     "quick": {
-        "sizes": [288], "batch_size": 1, "warmup": 1, "steps": 1, "repeats": 2,
-        "min_seconds": 3.0, "precisions": ["float32", "bfloat16"],
-        "peer_precisions": ["float32"], "tflite": ["int8-dynamic"],
-        "train_roles": ["paper", "lite"], "train_size": 224, "train_batch": 2,
-        "predict_size": 320, "predict_batch": 8, "predict_precisions": ["float32"],
-        "lite_images": 100, "paper_images": 8, "bf16_images": 4,
-        "rss_images": 20, "rss_factor": 10, "pipeline_images": 200, "metrics_pairs": 200,
-        "tiny": False,
+        **_FULL, "sizes": [288], "batch_size": 1, "min_seconds": 3.0, "tflite": ["int8-dynamic"],
+        "train_batch": 2, "predict_precisions": ["float32"], "lite_images": 100,
+        "paper_images": 8, "bf16_images": 4, "peer_images": 2, "rss_images": 20,
+        "pipeline_images": 200, "metrics_pairs": 200, "export_images": 50,
+        "export_formats": ["keras", "tflite:int8-dynamic", "tflite:int8", "onnx:none"],
+        "calibration_images": 16, "export_check_images": 4, "export_timing": 5,
     },
     "smoke": {
-        "sizes": [64], "batch_size": 2, "warmup": 1, "steps": 1, "repeats": 1,
-        "min_seconds": 0.0, "precisions": ["float32"], "peer_precisions": ["float32"],
+        **_FULL, "sizes": [64], "repeats": 1, "min_seconds": 0.0, "precisions": ["float32"],
         "tflite": [], "train_roles": ["paper"], "train_size": 64, "train_batch": 2,
         "predict_size": 64, "predict_batch": 2, "predict_precisions": ["float32"],
-        "lite_images": 4, "paper_images": 4, "bf16_images": 2,
+        "lite_images": 4, "paper_images": 4, "bf16_images": 2, "peer_images": 2,
         "rss_images": 4, "rss_factor": 2, "pipeline_images": 4, "metrics_pairs": 6,
-        "tiny": True,
+        "export_model": TINY, "export_size": 64, "export_images": 4, "calibration_images": 4,
+        "export_check_images": 2, "export_timing": 2, "tiny": True,
     },
 }
 LIST_KEYS = {"sizes": int, "precisions": str, "peer_precisions": str, "tflite": str,
-             "train_roles": str, "predict_precisions": str}
+             "train_roles": str, "predict_precisions": str, "export_formats": str}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,6 +131,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
     p.add_argument("--note", action="append", default=[],
                    help="a line for the notes of results.md (repeatable)")
+    p.add_argument("--calibration", type=Path, default=None,
+                   help="export: photos that calibrate full int8 (default: DUTS-TR-Image next "
+                        "to --ecssd when present, else the ECSSD photos after the evaluated "
+                        "ones)")
     p.add_argument("--update", action="store_true",
                    help="merge into the existing results.json: the sections run now replace "
                         "its rows of those sections, the others are kept")
@@ -139,6 +157,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = [r for r in args.train_roles if r not in ROLES]
     if unknown:
         p.error(f"--train-roles: unknown {', '.join(unknown)} (paper, peer, lite)")
+    bad = [f for f in args.export_formats if f.count(":") > 1 or not f.split(":")[0]]
+    if bad:
+        p.error(f"--export-formats: {', '.join(bad)} is not FORMAT or FORMAT:QUANTIZE")
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     return args
 
@@ -384,10 +405,14 @@ sys.exit(child.returncode if child.returncode >= 0 else 128 - child.returncode)
 """
 
 
-def run_predict(inputs: Sequence[str], out: Path, *, preset: str, precision: str, size: int,
+def run_predict(inputs: Sequence[str], out: Path, *, model: str, precision: str, size: int,
                 batch: int, device: str, weights_dir: Path) -> dict[str, Any]:
-    """``basnet predict`` in a subprocess; its JSON summary plus wall time and peak RSS."""
-    argv = ["predict", *inputs, "--out", str(out), "--model", preset, "--size", str(size),
+    """``basnet predict`` in a subprocess; its JSON summary plus wall time and peak RSS.
+
+    ``model``: a preset (looked up in ``weights_dir``) or a model file, exported ones included.
+    ``images_per_s`` is recomputed unrounded (the summary rounds it to 2 decimals, too coarse
+    for the slow models)."""
+    argv = ["predict", *inputs, "--out", str(out), "--model", model, "--size", str(size),
             "--batch-size", str(batch), "--precision", precision, "--device", device,
             "--quiet", "--json"]
     env = dict(os.environ, BASNET_WEIGHTS_DIR=str(weights_dir))
@@ -403,6 +428,9 @@ def run_predict(inputs: Sequence[str], out: Path, *, preset: str, precision: str
         stderr = proc.stderr.decode(errors="replace").strip()
         raise RuntimeError(f"basnet predict exited {proc.returncode}: {stderr[-500:]}")
     summary = json.loads(proc.stdout)
+    busy = summary["elapsed_s"] - summary["load_s"]
+    if summary["processed"] and busy > 0:
+        summary["images_per_s"] = round(summary["processed"] / busy, 4)
     summary["wall_s"] = wall
     summary["peak_rss_mib"] = round(maxrss_kib / 1024, 1)
     summary["command"] = ("BASNET_WEIGHTS_DIR=<weights> basnet " +
@@ -440,7 +468,7 @@ def section_predict(report: Report, args: argparse.Namespace, photos: list[Path]
         log(f"predict: {preset} {precision} on {len(subset) * copies} files")
         try:
             s = run_predict([str(folder)], tmp / f"out-{row_id.replace('/', '-')}",
-                            preset=preset, precision=precision, size=size, batch=batch,
+                            model=preset, precision=precision, size=size, batch=batch,
                             device=args.device, weights_dir=weights_dir)
         except (RuntimeError, ValueError) as exc:
             report.skip(row_id, str(exc))
@@ -461,8 +489,9 @@ def section_predict(report: Report, args: argparse.Namespace, photos: list[Path]
                 str(folder), _input_text(folder, args, n, copies)).replace(str(tmp), "<tmp>"))
 
     for precision in args.predict_precisions:
-        for role, count in (("lite", args.lite_images), ("paper", args.paper_images)):
-            if count <= 0:
+        for role, count in (("lite", args.lite_images), ("paper", args.paper_images),
+                            ("peer", args.peer_images)):
+            if count <= 0 or (role == "peer" and precision not in args.peer_precisions):
                 continue
             n = min(count, len(photos))
             if precision != "float32" and args.bf16_images:
@@ -531,6 +560,172 @@ def section_metrics(report: Report, args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Exported formats (basnet export, then basnet predict and basnet evaluate on the export).
+
+
+def export_formats(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``--export-formats`` as (format, quantize) pairs."""
+    return [(f.split(":")[0], f.split(":")[1] if ":" in f else "none")
+            for f in args.export_formats]
+
+
+def calibration_folder(args: argparse.Namespace, photos: list[Path], n: int,
+                       tmp: Path) -> tuple[Path | None, str]:
+    """Photos that calibrate full int8 and their description; never the ``n`` evaluated ones.
+
+    ``--calibration``, else DUTS-TR-Image next to ``--ecssd``, else hard links to the last
+    ECSSD photos after the first ``n`` (None when there are none)."""
+    if args.calibration is not None:
+        return args.calibration, str(args.calibration)
+    duts = args.ecssd.parent / "DUTS-TR" / "DUTS-TR-Image"
+    if duts.is_dir():
+        return duts, str(duts)
+    rest = photos[max(n, len(photos) - args.calibration_images):]
+    if not rest:
+        return None, ""
+    folder = link_subset(rest, tmp / "calibration")
+    return folder, f"<the last {len(rest)} ECSSD photos (not among the evaluated ones)>"
+
+
+def section_export(report: Report, args: argparse.Namespace, photos: list[Path],
+                   weights_dir: Path, tmp: Path) -> None:
+    """One row per ``--export-formats`` entry: file size, the self-check's difference to Keras,
+    median time per image, and ECSSD MAE of ``basnet predict --model <export>``."""
+    from basnet_cli import export as E
+    from basnet_cli.predict import KerasPredictor
+
+    size, n = args.export_size, min(args.export_images, len(photos))
+    spec, model_text = _export_model_spec(args, weights_dir)
+    inputs = link_subset(photos[:n], tmp / "in-export")
+    calibration, calibration_text = calibration_folder(args, photos, n, tmp)
+    folder = tmp / "export"
+    folder.mkdir(parents=True, exist_ok=True)
+    check_dir = str(args.ecssd / "images")
+    model, description = E.load_model(E.ExportOptions(model=spec, format="keras", size=size))
+    description = description.replace(str(REPO) + os.sep, "").replace(str(tmp), "<tmp>")
+    log(f"export: {description} at {size}px, {len(args.export_formats)} formats; predict and "
+        f"evaluate on {n} ECSSD photos")
+
+    for fmt, quantize in export_formats(args):
+        only_none = E.SUPPORTED.get(fmt) == ("none",)
+        row_id = f"export/{fmt}" + ("" if only_none else f"-{quantize}")
+        if quantize not in E.SUPPORTED.get(fmt, ()):
+            report.skip(row_id, f"basnet export has no {fmt} with --quantize {quantize}")
+            continue
+        if quantize == "int8" and calibration is None:
+            report.skip(row_id, "no calibration photos (give --calibration)")
+            continue
+        if fmt == "tfjs":
+            ready, reason = E.tfjs_runtime_status()
+            missing = [t for t in ("node", "npm") if shutil.which(t) is None]
+            if not ready and missing:
+                report.skip(row_id, f"no TF.js runtime to check it with: {reason} "
+                                    f"({', '.join(missing)} missing)")
+                continue
+        opts = E.ExportOptions(
+            model=spec, format=fmt, quantize=quantize, size=size, overwrite=True,
+            calibration=calibration if quantize == "int8" else None,
+            calibration_limit=args.calibration_images, check_images=[check_dir],
+            check_count=args.export_check_images)
+        opts.out = folder / E.default_out(opts).name
+        log(f"export: {fmt} {quantize}")
+        try:
+            result = E.run_export(opts, log=log, model=model)
+        except (E.ExportError, E.ExportUsageError) as exc:
+            report.skip(row_id, f"basnet export failed: {exc}")
+            continue
+        check = result.check
+        if check is None and fmt == "tfjs":
+            report.skip(row_id, f"the TF.js export cannot be run: {result.check_error}")
+            continue
+        out = Path(result.path)
+        commands = [
+            f"basnet export --model {model_text} --format {fmt} --quantize {quantize} --size "
+            f"{size}" + (f" --calibration {calibration_text} --calibration-limit "
+                         f"{args.calibration_images}" if quantize == "int8" else "")
+            + f" --check-images {check_dir} --check-count {args.export_check_images} --out {out}"]
+        row: dict[str, Any] = {
+            "role": "export", "model": E.model_stem(spec), "model_source": description,
+            "format": fmt, "quantize": quantize, "size": size, "bytes": result.bytes,
+            "mib": round(result.bytes / 2**20, 3), "export_s": round(result.export_s, 1),
+            "runtime": check.runtime if check else "-",
+            "check_images": check.images if check else 0,
+            "max_abs": check.max_abs if check else None,
+            "mean_abs": check.mean_abs if check else None,
+            "tolerance": [check.tolerance.max_abs, check.tolerance.mean_abs] if check else None,
+            "check_passed": check.passed if check else None,
+            "check_error": result.check_error, "images": n,
+            "predict_images_per_s": None, "mae": None, "max_f": None, "note": "",
+        }
+        if fmt == "tfjs":
+            row.update(images_per_s=round(1 / check.time_per_image_s, 4),
+                       s_per_image=round(check.time_per_image_s, 5), values=[],
+                       note="TF.js runs in Node.js (basnet predict cannot load it): its time is "
+                            "the mean of the self-check's calls, it has no ECSSD MAE; the "
+                            "self-check's difference is its accuracy evidence")
+        else:
+            bm = (B.BenchModel(spec, description, "float32", spec, None,
+                               KerasPredictor(model, description=description))
+                  if fmt == "keras" else B.load_model(str(out), device="cpu"))
+            row.update(_median_speed(bm, size, args.export_timing))
+            commands.append(f"basnet benchmark --model {out} --size {size} "
+                            f"--batch-size 1 --warmup 1 --steps 1 --repeats "
+                            f"{args.export_timing} --no-predict --no-train")
+            maps = tmp / f"maps-{row_id.replace('/', '-')}"
+            try:
+                row.update(_predict_and_score(out, inputs, maps, args, size, weights_dir,
+                                              commands))
+            except Exception as exc:  # noqa: BLE001 - the row keeps what was measured
+                row["note"] = f"predict / evaluate failed: {type(exc).__name__}: {exc}"[:300]
+            finally:
+                shutil.rmtree(maps, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink()
+        report.add("export", row_id, **row,
+                   command=" && ".join(commands).replace(str(tmp), "<tmp>"))
+    shutil.rmtree(inputs, ignore_errors=True)
+
+
+def _median_speed(bm: B.BenchModel, size: int, calls: int) -> dict[str, Any]:
+    """Single-image calls of ``bm`` after a warm-up: median images/s and s/image, min, max."""
+    B.time_inference(bm, size=size, batch_size=1, steps=1)
+    timing = B.summarize([B.time_inference(bm, size=size, batch_size=1, steps=1)
+                          for _ in range(calls)])
+    bm.predictor = None
+    return {k: timing[k] for k in ("images_per_s", "s_per_image", "min", "max", "values")}
+
+
+def _predict_and_score(model: Path, inputs: Path, maps: Path, args: argparse.Namespace,
+                       size: int, weights_dir: Path, commands: list[str]) -> dict[str, Any]:
+    """``basnet predict --model <model>`` on the photos in ``inputs`` (a subprocess), then
+    ``basnet evaluate``'s maps mode against the ECSSD masks; appends both commands."""
+    from basnet_cli.evaluate import evaluate_maps
+
+    masks = args.ecssd / "masks"
+    s = run_predict([str(inputs)], maps, model=str(model), precision="float32", size=size,
+                    batch=args.predict_batch, device=args.device, weights_dir=weights_dir)
+    scores = evaluate_maps([maps], masks).methods[0]
+    commands += [s["command"].replace(str(inputs), f"<the first {s['processed']} ECSSD photos>"),
+                 f"basnet evaluate --pred {maps} --gt {masks} --no-report"]
+    return {"predict_images_per_s": s["images_per_s"], "predict_load_s": s["load_s"],
+            "predict_peak_rss_mib": s["peak_rss_mib"], "evaluated": scores.count,
+            "mae": round(scores.metrics["mae"], 5), "max_f": round(scores.metrics["max_f"], 5)}
+
+
+def _export_model_spec(args: argparse.Namespace, weights_dir: Path) -> tuple[str, str]:
+    """``--export-model`` as a file to export and as the command shows it: a preset becomes
+    its bundled weights (a random initialisation where it has none)."""
+    from basnet_cli.model.io import bundled_weights
+
+    spec = args.export_model
+    if Path(spec).exists():
+        return spec, spec
+    bundled = bundled_weights(spec)
+    if bundled is not None:
+        return str(bundled.resolve()), spec
+    return str(random_weights(weights_dir, spec)), f"<random {spec} weights>"
+
+
+# ---------------------------------------------------------------------------------------------
 # Headline ratios.
 
 
@@ -578,6 +773,21 @@ def headline(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[
             ratio(f"train {args.train_size}px: {role} preset bfloat16 / float32",
                   _rate(find(f"train/{role}/bfloat16/{args.train_size}")),
                   _rate(find(f"train/{role}/float32/{args.train_size}")))
+    size = args.predict_size
+    for precision in args.predict_precisions:
+        peer = _rate(_first(rows, f"predict/peer/{precision}/"))
+        for role in ("paper", "lite"):
+            goal = (">= 8x", lambda v: v >= 8) if role == "paper" else ("", None)
+            ratio(f"predict {size}px end-to-end: {role} preset {precision} / keras-io design "
+                  f"{precision}", _rate(_first(rows, f"predict/{role}/{precision}/")), peer,
+                  *goal)
+    if "float32" in args.predict_precisions:
+        for role in ("paper", "lite"):
+            for precision in args.predict_precisions:
+                if precision != "float32":
+                    ratio(f"predict {size}px end-to-end: {role} preset {precision} / float32",
+                          _rate(_first(rows, f"predict/{role}/{precision}/")),
+                          _rate(_first(rows, f"predict/{role}/float32/")))
     ratio("metrics: basnet-cli / PySODMetrics (same 5 metrics, maps/s)",
           _rate(find("metrics/ours"), "maps_per_s"),
           _rate(find("metrics/pysodmetrics"), "maps_per_s"), ">= 5x", lambda v: v >= 5)
@@ -594,7 +804,21 @@ def headline(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[
     for stage, row in (("decode", decode), ("encode + write", encode)):
         ratio(f"pipeline: {stage} images/s / lite preset end-to-end images/s", _rate(row),
               _rate(lite), "> 1 (not the bottleneck)", lambda v: v > 1)
+    exports = [r for r in rows if r["section"] == "export"]
+    keras = next((r for r in exports if r["format"] == "keras"), None)
+    runs = [r for r in exports if r is not keras and r.get("predict_images_per_s")]
+    fastest = max(runs, key=lambda r: r["predict_images_per_s"], default=None)
+    for r in [fastest] + [r for r in runs if r["id"] == "export/tflite-int8" and r is not fastest]:
+        if r is not None and keras is not None:
+            ratio(f"export {r['model']} {r['size']}px: {_export_text(r)} / Keras float32, "
+                  f"`basnet predict` images/s", r["predict_images_per_s"],
+                  keras.get("predict_images_per_s"))
     return out
+
+
+def _first(rows: list[dict[str, Any]], prefix: str) -> dict[str, Any] | None:
+    """The first row whose id starts with ``prefix`` (ids of predict rows end in the count)."""
+    return next((r for r in rows if r["id"].startswith(prefix)), None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -602,13 +826,10 @@ def headline(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[
 
 
 def _f(value: Any, digits: int = 3) -> str:
-    if value is None or value == "":
-        return "-"
-    if isinstance(value, float):
-        if value and abs(value) < 10 ** -digits:
-            return f"{value:.2e}"
-        return f"{value:.{digits}f}"
-    return str(value)
+    """A number for the tables (``basnet benchmark``'s format; empty and None as "-")."""
+    from basnet_cli.cli.benchmark import _fmt
+
+    return "-" if value == "" else _fmt(value, digits)
 
 
 def _table(header: Sequence[str], rows: list[Sequence[Any]]) -> list[str]:
@@ -661,25 +882,13 @@ def to_markdown(data: dict[str, Any]) -> str:
                   f"{s['warmup']} warm-up call(s), then {s['repeats']} repeats of at least "
                   f"{s['steps']} batch(es) and {s['min_seconds']:g}s, every contender in turn "
                   f"(A/B/A/B); medians.", ""]
-        lines += _table(["model", "precision", "size", "batch", "images/s", "s/image",
-                         "min-max", "machine", "command"],
-                        [(_model_text(r), r["precision"], r["size"], r["batch"],
-                          _f(r["images_per_s"]), _f(r["s_per_image"], 2),
-                          f"{_f(r['min'])}-{_f(r['max'])}", r["machine"], f"`{r['command']}`")
-                         for r in section("inference")])
-        lines.append("")
+        lines += _timing_table(section("inference"), "size")
     if section("train"):
         lines += ["## Training", "",
                   "One Adam step of the 8-output model with the hybrid loss (BCE + SSIM + IoU) "
                   "on every output, `train_on_batch` (what `model.fit` runs in `basnet "
                   "train`), alternated A/B/A/B; medians.", ""]
-        lines += _table(["model", "precision", "crop", "batch", "images/s", "s/image",
-                         "min-max", "machine", "command"],
-                        [(_model_text(r), r["precision"], r["size"], r["batch"],
-                          _f(r["images_per_s"]), _f(r["s_per_image"], 2),
-                          f"{_f(r['min'])}-{_f(r['max'])}", r["machine"], f"`{r['command']}`")
-                         for r in section("train")])
-        lines.append("")
+        lines += _timing_table(section("train"), "crop")
     if section("predict"):
         lines += ["## End-to-end `basnet predict` (ECSSD photos)", "",
                   "Each run is a fresh process writing PNG masks at the photos' own size. "
@@ -688,7 +897,7 @@ def to_markdown(data: dict[str, Any]) -> str:
                   "(`wait4`).", ""]
         lines += _table(["model", "precision", "size", "batch", "files", "images/s",
                          "wall images/s", "load s", "peak RSS MiB", "machine", "command"],
-                        [(r["model"] + (f" ({r['what']})" if r.get("what") else ""),
+                        [(_model_text(r) + (f" ({r['what']})" if r.get("what") else ""),
                           r["precision"], r["size"], r["batch"], r["images"],
                           _f(r["images_per_s"]), _f(r["wall_images_per_s"]), _f(r["load_s"], 1),
                           _f(r["peak_rss_mib"], 0), r["machine"], f"`{r['command']}`")
@@ -708,10 +917,52 @@ def to_markdown(data: dict[str, Any]) -> str:
                         [(r["what"], r["pairs"], _f(r["maps_per_s"], 1), r["machine"],
                           f"`{r['command']}`") for r in section("metrics")])
         lines.append("")
+    if section("export"):
+        lines += _export_markdown(section("export"))
     if data["skipped"]:
         lines += ["## Skipped", ""] + [f"- `{s['id']}`: {s['reason']}"
                                        for s in data["skipped"]] + [""]
     return "\n".join(lines)
+
+
+def _timing_table(rows: list[dict[str, Any]], size_header: str) -> list[str]:
+    """The inference and training tables: medians of alternated repeats, one row a model."""
+    return _table(["model", "precision", size_header, "batch", "images/s", "s/image", "min-max",
+                   "machine", "command"],
+                  [(_model_text(r), r["precision"], r["size"], r["batch"],
+                    _f(r["images_per_s"]), _f(r["s_per_image"], 2),
+                    f"{_f(r['min'])}-{_f(r['max'])}", r["machine"], f"`{r['command']}`")
+                   for r in rows]) + [""]
+
+
+def _export_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    first = rows[0]
+    n = first["images"]
+    lines = [f"## Export: {first['model']} at {first['size']}px in each format", "",
+             f"`basnet export` of {first['model_source']}, then each file reloaded with its own "
+             f"runtime. Difference to Keras: the export's self-check (max and mean absolute "
+             f"difference of the refined map on {first['check_images']} ECSSD photos). Time per "
+             f"image: median of single-image calls in the format's runtime after a warm-up "
+             f"(TF.js: the mean of the check's calls, Node.js). `basnet predict` images/s and "
+             f"ECSSD MAE / max F: `basnet predict --model <export>` on the first {n} ECSSD "
+             f"photos, scored by `basnet evaluate` (maps mode) against the masks.", ""]
+    lines += _table(["format", "quantize", "MiB", "runtime", "s/image", "max abs diff",
+                     "mean abs diff", "check", "predict images/s", f"ECSSD MAE ({n})",
+                     f"max F ({n})", "machine", "command"],
+                    [(r["format"], r["quantize"], _f(r["mib"], 2), r["runtime"],
+                      _f(r["s_per_image"], 4), _f(r["max_abs"], 4), _f(r["mean_abs"], 5),
+                      {True: "pass", False: "**fail**", None: "-"}[r["check_passed"]],
+                      _f(r["predict_images_per_s"], 2), _f(r["mae"], 4), _f(r["max_f"], 4),
+                      r["machine"], f"`{r['command']}`") for r in rows])
+    notes = sorted({r["note"] for r in rows if r.get("note")})
+    return lines + [""] + [f"- {note}" for note in notes] + ([""] if notes else [])
+
+
+def _export_text(r: dict[str, Any]) -> str:
+    names = {"keras": "Keras", "savedmodel": "SavedModel", "tflite": "TFLite", "onnx": "ONNX",
+             "tfjs": "TF.js"}
+    fmt = names.get(r["format"], r["format"])
+    return fmt if r["quantize"] == "none" else f"{fmt} {r['quantize']}"
 
 
 def _model_text(r: dict[str, Any]) -> str:
@@ -806,6 +1057,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 guarded("metrics", lambda: section_metrics(report, args))
             else:
                 report.skip("metrics", f"no ECSSD masks in {args.ecssd / 'masks'}")
+        if "export" in args.sections:
+            if not photos or not (args.ecssd / "masks").is_dir():
+                report.skip("export", f"no ECSSD photos and masks in {args.ecssd}")
+            else:
+                guarded("export", lambda: section_export(report, args, photos, weights_dir,
+                                                         tmp))
     data = write_results(report, args)
     log(f"wrote {args.out / 'results.md'} and results.json in {data['elapsed_s'] / 60:.1f} min")
     return 0

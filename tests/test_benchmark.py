@@ -1,8 +1,10 @@
 """`basnet benchmark` and the `make bench` suite: output structure, never speed.
 
 Everything runs ``basnet-tiny`` at toy sizes.  The suite test runs ``bench/run_bench.py
---smoke`` in this process on a synthetic ECSSD-like folder, with one ``basnet predict``
-subprocess; the complete smoke suite (training, every predict row, peak-RSS rows) is marked slow.
+--smoke`` in this process on a synthetic ECSSD-like folder, with two ``basnet predict``
+subprocesses (lite and keras-io roles); the export test runs its section on a few formats (one
+``basnet predict`` each); the complete smoke suite (training, every predict row, peak-RSS rows,
+every export format) is marked slow.
 """
 
 from __future__ import annotations
@@ -133,15 +135,18 @@ def test_bench_suite_smoke(ecssd_like: Path, tmp_path: Path) -> None:
     assert ids == [
         "inference/paper/float32/64", "inference/peer/float32/64", "inference/lite/float32/64",
         "pipeline/decode", "pipeline/encode",
-        "predict/lite/float32/4",
+        "predict/lite/float32/4", "predict/peer/float32/2",
         "metrics/ours", "metrics/pysodmetrics", "metrics/ours-all", "metrics/ours-pipeline",
     ]
-    predict = data["rows"][5]
+    predict, peer = data["rows"][5:7]
     assert predict["images"] == 4 and predict["failed"] == 0
     assert _positive(predict["peak_rss_mib"]) and _positive(predict["wall_s"])
     assert predict["command"].startswith("BASNET_WEIGHTS_DIR=<weights> basnet predict")
+    assert peer["images"] == 2 and peer["role"] == "peer" and _positive(peer["peak_rss_mib"])
+    assert "--model basnet-tiny" in peer["command"]  # smoke: every role is basnet-tiny
     ratios = [h["ratio"] for h in data["headline"]]
     assert any(r.startswith("inference 64px: paper preset float32 / keras-io") for r in ratios)
+    assert "predict 64px end-to-end: lite preset float32 / keras-io design float32" in ratios
     assert any(r.startswith("metrics: basnet-cli / PySODMetrics") for r in ratios)
     assert all(_positive(h["value"]) for h in data["headline"])
     assert data["skipped"] == []
@@ -162,6 +167,7 @@ def test_bench_suite_smoke_complete(ecssd_like: Path, tmp_path: Path) -> None:
     import subprocess
 
     out = tmp_path / "bench"
+    run_bench = _run_bench_module()
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "run_bench.py"), "--smoke",
                            "--out", str(out), "--ecssd", str(ecssd_like),
                            "--precisions", "float32,bfloat16", "--rss-images", "2"],
@@ -174,9 +180,75 @@ def test_bench_suite_smoke_complete(ecssd_like: Path, tmp_path: Path) -> None:
             assert f"inference/{role}/{precision}/64" in ids
         assert f"train/paper/{precision}/64" in ids
     assert "inference/peer/float32/64" in ids
-    assert {"predict/lite/float32/4", "predict/paper/float32/4", "predict-rss/lite/x1/2",
-            "predict-rss/lite/x2/2"} <= ids
+    assert {"predict/lite/float32/4", "predict/paper/float32/4", "predict/peer/float32/2",
+            "predict-rss/lite/x1/2", "predict-rss/lite/x2/2"} <= ids
+    assert any(h["ratio"] == "predict 64px end-to-end: paper preset float32 / keras-io design "
+                             "float32" for h in data["headline"])
+    exported = {r["id"] for r in data["rows"] if r["section"] == "export"}
+    skipped = {s["id"]: s["reason"] for s in data["skipped"]}
+    assert "export/keras" in exported
+    for fmt in run_bench.EXPORT_FORMATS:
+        row_id = "export/" + fmt.replace(":", "-")
+        assert row_id in exported or skipped.get(row_id), row_id  # a row, or a reason
     rss = [h for h in data["headline"] if h["ratio"].startswith("predict peak RSS")]
     assert len(rss) == 1 and _positive(rss[0]["value"])
     assert any(h["ratio"].startswith("train 64px: paper preset bfloat16 / float32")
                for h in data["headline"])
+
+
+def _export_runtimes() -> tuple[list[str], dict[str, str]]:
+    """The ``--export-formats`` the test asks for, and those it leaves out (runtime missing)."""
+    from basnet_cli.export import tfjs_runtime_status
+
+    formats, missing = ["keras", "tflite:int8"], {}
+    if importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxruntime"):
+        formats.append("onnx:none")
+    else:
+        missing["onnx:none"] = "onnx / onnxruntime are not installed"
+    ready, reason = tfjs_runtime_status()
+    if ready:  # never npm-install from a test
+        formats.append("tfjs:none")
+    else:
+        missing["tfjs:none"] = reason
+    return formats, missing
+
+
+def test_bench_export_smoke(ecssd_like: Path, tmp_path: Path) -> None:
+    """The export section's rows: one per format, with size, check, timing, MAE, command."""
+    formats, missing = _export_runtimes()
+    for fmt, reason in missing.items():
+        print(f"left out {fmt}: {reason}")
+    run_bench = _run_bench_module()
+    out = tmp_path / "bench"
+    code = run_bench.main(["--smoke", "--out", str(out), "--ecssd", str(ecssd_like),
+                           "--sections", "export", "--export-formats", ",".join(formats),
+                           "--export-images", "3", "--calibration-images", "3"])
+    assert code == 0
+    data = _check_results(out)
+    assert data["skipped"] == []
+    rows = data["rows"]
+    assert [r["id"] for r in rows] == ["export/" + f.replace(":", "-") for f in formats]
+    md = (out / "results.md").read_text()
+    assert "## Export: basnet-tiny at 64px" in md
+    for r in rows:
+        fmt, quantize = r["format"], r["quantize"]
+        assert r["section"] == "export" and r["model"] == "basnet-tiny" and r["size"] == 64
+        assert f"basnet export --model <random basnet-tiny weights> --format {fmt} " \
+               f"--quantize {quantize} --size 64" in r["command"]
+        assert _positive(r["bytes"]) and _positive(r["mib"]) and r["runtime"]
+        assert isinstance(r["check_passed"], bool) and r["check_images"] == 2
+        assert 0 <= r["mean_abs"] <= r["max_abs"] <= 1
+        assert _positive(r["s_per_image"])
+        if fmt == "tfjs":  # Node.js only: no basnet predict, no MAE
+            assert r["mae"] is None and r["note"]
+            continue
+        assert len(r["values"]) == 2  # --export-timing 2 in smoke mode
+        assert r["evaluated"] == 3 and _positive(r["predict_images_per_s"])
+        assert 0 <= r["mae"] <= 1 and 0 <= r["max_f"] <= 1
+        assert "basnet predict <the first 3 ECSSD photos>" in r["command"]
+        assert "&& basnet evaluate --pred <tmp>/maps-" in r["command"]
+    keras = rows[0]
+    assert keras["max_abs"] < 1e-4  # the reference against itself
+    int8 = rows[1]
+    assert "--calibration <the last 3 ECSSD photos" in int8["command"]
+    assert any(h["ratio"].startswith("export basnet-tiny 64px: ") for h in data["headline"])
