@@ -20,11 +20,22 @@ Threshold curves have 256 entries ordered by **ascending** threshold ``t = 0..25
 binarises the prediction at ``floor(pred*255) >= t`` (PySODMetrics stores the same curve reversed,
 threshold 255 first). The adaptive threshold is ``min(2 * mean(pred), 1)`` applied to the
 normalised float prediction with ``>=``.
+
+How it is fast (issue #8). A normalised 8-bit map takes at most 256 values, so one pass over the
+image gives a joint histogram of (8-bit value, GT bit) per S-measure quadrant, and MAE, the F and E
+curves, the adaptive threshold and every S-measure statistic (means, variances, covariances) are
+sums over those 512 bins instead of passes over the pixels. The error map of the weighted
+F-measure is a 512-entry table look-up. What depends on the ground truth alone (the distance
+transform, its pixel-importance weights, the nearest-GT-pixel indices, the quadrants) lives in
+:class:`Truth` and is computed once per mask, however many predictions are scored against it.
+Sums run in another order than PySODMetrics' pixel passes, so results agree to ~1e-16 (not bit
+for bit); where a branch of the reference depends on the exact rounding of a pixel mean (the
+adaptive threshold landing on a map value, a constant S-measure quadrant), the reference's own
+pixel computation is used.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,6 +46,7 @@ N_THRESHOLDS = 256
 THRESHOLDS = np.arange(N_THRESHOLDS) / 255.0  # threshold t/255 on the normalised prediction
 
 _LEVELS = np.arange(256, dtype=np.float64) / 255.0
+_TIE = 1e-12  # a map value this close to 2*mean(pred): the exact pixel mean decides
 
 
 def to_uint8(pred: np.ndarray) -> np.ndarray:
@@ -66,89 +78,256 @@ def binarize_gt(gt: np.ndarray) -> np.ndarray:
     return np.rint(arr.astype(np.float64) * 255.0) > 128
 
 
-@dataclass
+class Truth:
+    """A ground-truth mask and what derives from it alone, each computed once on first use.
+
+    Pass the same ``Truth`` to :func:`prepare` for several predictions of one image (several
+    methods) and the distance transform of the weighted F-measure is computed once.
+    ``gt``: as for :func:`binarize_gt` (``normalize=False``: must already be bool).
+    """
+
+    def __init__(self, gt: np.ndarray, normalize: bool = True) -> None:
+        arr = np.asarray(gt)
+        if arr.ndim == 3:
+            arr = arr[..., 0]
+        if not normalize and arr.dtype != bool:
+            raise TypeError(f"Ground truth must be bool with normalize=False, got {arr.dtype}")
+        self.mask: np.ndarray = binarize_gt(arr)
+        self.shape: tuple[int, int] = self.mask.shape
+        self.size = int(self.mask.size)
+        self._rows: np.ndarray | None = None
+        self._cols: np.ndarray | None = None
+        self._wfm: tuple[Any, ...] | None = None
+        self._centroid: tuple[int, int] | None = None
+
+    def _counts(self) -> None:
+        as_int = self.mask.view(np.uint8)
+        self._rows = np.add.reduce(as_int, axis=1, dtype=np.int32)
+        self._cols = np.add.reduce(as_int, axis=0, dtype=np.int32)
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Foreground pixels per row."""
+        if self._rows is None:
+            self._counts()
+        return self._rows
+
+    @property
+    def cols(self) -> np.ndarray:
+        """Foreground pixels per column."""
+        if self._cols is None:
+            self._counts()
+        return self._cols
+
+    @property
+    def count(self) -> int:
+        return int(self.rows.sum(dtype=np.int64))
+
+    def centroid(self) -> tuple[int, int]:
+        """S-measure split point: the foreground centroid, rounded half to even, plus one (MATLAB's
+        1-based ``1:X`` ranges); needs ``0 < count``."""
+        if self._centroid is None:
+            h, w = self.shape
+            count = self.count
+            # exact integer sums, one division: as np.argwhere(gt).mean(axis=0)
+            sy = int(np.dot(self.rows.astype(np.int64), np.arange(h, dtype=np.int64)))
+            sx = int(np.dot(self.cols.astype(np.int64), np.arange(w, dtype=np.int64)))
+            self._centroid = (int(np.round(sy / count)) + 1, int(np.round(sx / count)) + 1)
+        return self._centroid
+
+    def quadrants(self) -> list[tuple[slice, slice]] | None:
+        """(rows, cols) slices of the four S-measure regions (lt, rt, lb, rb); None when the mask
+        is empty or full (the S-measure needs no regions then)."""
+        count = self.count
+        if count == 0 or count == self.size:
+            return None
+        cy, cx = self.centroid()
+        top, bottom, left, right = slice(0, cy), slice(cy, None), slice(0, cx), slice(cx, None)
+        return [(top, left), (top, right), (bottom, left), (bottom, right)]
+
+
 class Sample:
     """One prepared (pred, gt) pair, shared by all metrics so that the work is done once.
 
-    ``pred``: float64 normalised prediction in [0, 1]; ``gt``: bool; ``level``: uint8 histogram bin
-    of each pixel (``floor(pred*255)``, PySODMetrics' ``(pred*255).astype(uint8)``);
-    ``fg_hist``/``bg_hist``: per-level pixel counts inside / outside the ground truth.
+    Quantised maps (``normalize=True``, the usual case) are kept as one uint16 ``code`` per pixel,
+    ``2*q + gt + 512*quadrant`` (``q`` the 8-bit value, ``quadrant`` 0..3 the S-measure region
+    lt, rt, lb, rb; 0 everywhere when the GT is empty or full), with ``lut[q]`` the normalised
+    value of each 8-bit level. ``quad_hist`` counts each code, ``(quadrants, 512)``; ``qhist`` is
+    its total as ``(256, 2)`` (background, foreground) counts per ``q``. With ``normalize=False``
+    the float map is kept as is (``code`` and ``lut`` are None).
+
+    ``pred`` (float64 normalised prediction) and ``level`` (uint8 histogram bin of each pixel,
+    ``floor(pred*255)``) are materialised only when asked for. ``fg_hist``/``bg_hist``: per-level
+    pixel counts inside / outside the ground truth.
     """
 
-    pred: np.ndarray
-    gt: np.ndarray
-    level: np.ndarray
-    fg_hist: np.ndarray
-    bg_hist: np.ndarray
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    def __init__(self, truth: Truth, *, code: np.ndarray | None = None,
+                 lut: np.ndarray | None = None, quad_hist: np.ndarray | None = None,
+                 pred: np.ndarray | None = None) -> None:
+        self.truth = truth
+        self.code = code
+        self.lut = lut
+        self.quad_hist = quad_hist
+        self._pred = pred
+        self._level: np.ndarray | None = None
+        self._cache: dict[str, Any] = {}
+        if code is not None:
+            assert lut is not None and quad_hist is not None
+            self.qhist = quad_hist.sum(axis=0).reshape(256, 2)
+            level_lut = (lut * 255).astype(np.uint8)
+            fg = np.bincount(level_lut, weights=self.qhist[:, 1], minlength=256)
+            bg = np.bincount(level_lut, weights=self.qhist[:, 0], minlength=256)
+            self.fg_hist = fg.astype(np.int64)
+            self.bg_hist = bg.astype(np.int64)
+        else:
+            assert pred is not None
+            level = self.level
+            joint = np.bincount((level.ravel().astype(np.intp) << 1) | self.gt.ravel(),
+                                minlength=512).reshape(256, 2)
+            self.fg_hist = joint[:, 1].copy()
+            self.bg_hist = joint[:, 0].copy()
+
+    def per_pixel(self, per_q: np.ndarray, per_q_fg: np.ndarray | None = None) -> np.ndarray:
+        """Each pixel's ``per_q[q]`` off the GT, ``per_q_fg[q]`` on it (``per_q`` again when
+        None), by a table look-up on ``code``."""
+        assert self.code is not None
+        # take() is several times faster with intp indices than with uint16 ones
+        return self.table(per_q, per_q_fg).take(self.code.astype(np.intp))
+
+    @property
+    def n_codes(self) -> int:
+        assert self.quad_hist is not None
+        return self.quad_hist.size
+
+    def table(self, per_q: np.ndarray, per_q_fg: np.ndarray | None = None) -> np.ndarray:
+        """The look-up table of :meth:`per_pixel`, indexed by ``code``."""
+        assert self.quad_hist is not None
+        pair = np.empty(512, dtype=per_q.dtype)
+        pair[0::2] = per_q
+        pair[1::2] = per_q if per_q_fg is None else per_q_fg
+        return np.tile(pair, len(self.quad_hist))
+
+    @property
+    def quantised(self) -> bool:
+        return self.code is not None
+
+    @property
+    def gt(self) -> np.ndarray:
+        return self.truth.mask
+
+    @property
+    def pred(self) -> np.ndarray:
+        if self._pred is None:
+            assert self.lut is not None and self.code is not None
+            self._pred = self.per_pixel(self.lut)
+        return self._pred
+
+    @property
+    def level(self) -> np.ndarray:
+        if self._level is None:
+            if self.code is not None:
+                assert self.lut is not None
+                self._level = self.per_pixel((self.lut * 255).astype(np.uint8))
+            else:
+                self._level = (self.pred * 255).astype(np.uint8)
+        return self._level
 
     @property
     def size(self) -> int:
-        return int(self.gt.size)
+        return self.truth.size
 
     @property
     def gt_count(self) -> int:
         return int(self.fg_hist.sum())
 
     def mean_pred(self) -> float:
+        """Mean of the normalised prediction (from the histogram when quantised)."""
         if "mean" not in self._cache:
-            self._cache["mean"] = float(np.mean(self.pred))
+            if self.code is not None:
+                total = self.qhist[:, 0] + self.qhist[:, 1]
+                self._cache["mean"] = float(np.dot(total, self.lut)) / self.size
+            else:
+                self._cache["mean"] = float(np.mean(self.pred))
         return self._cache["mean"]
 
     def adaptive_threshold(self) -> float:
-        return min(2.0 * self.mean_pred(), 1.0)
+        """``min(2 * mean(pred), 1)``. From the histogram mean unless a map value lies within
+        ``_TIE`` of it, where the order of summation could flip ``pred >= threshold``: then from
+        ``np.mean`` over the pixels, as PySODMetrics computes it."""
+        if "thr" not in self._cache:
+            t = 2.0 * self.mean_pred()
+            if self.code is not None:
+                assert self.lut is not None
+                present = self.lut[(self.qhist[:, 0] + self.qhist[:, 1]) > 0]
+                if np.any(np.abs(present - t) <= _TIE):
+                    t = 2.0 * float(np.mean(self.pred))
+            self._cache["thr"] = min(t, 1.0)
+        return self._cache["thr"]
 
     def adaptive_counts(self) -> tuple[int, int]:
         """(true positives, predicted positives) at the adaptive threshold."""
         if "adp" not in self._cache:
-            binary = self.pred >= self.adaptive_threshold()
-            tp = int(np.count_nonzero(binary & self.gt))
-            self._cache["adp"] = (tp, int(np.count_nonzero(binary)))
+            thr = self.adaptive_threshold()
+            if self.code is not None:
+                assert self.lut is not None
+                sel = self.qhist[self.lut >= thr]
+                tp = int(sel[:, 1].sum())
+                self._cache["adp"] = (tp, tp + int(sel[:, 0].sum()))
+            else:
+                binary = self.pred >= thr
+                tp = int(np.count_nonzero(binary & self.gt))
+                self._cache["adp"] = (tp, int(np.count_nonzero(binary)))
         return self._cache["adp"]
 
     def cumulative(self) -> tuple[np.ndarray, np.ndarray]:
         """(TP, FP) counts of ``level >= t`` for t = 0..255 (ascending threshold)."""
         if "cum" not in self._cache:
-            tp = np.cumsum(self.fg_hist[::-1])[::-1]
-            fp = np.cumsum(self.bg_hist[::-1])[::-1]
-            self._cache["cum"] = (tp, fp)
+            cum = np.cumsum(np.stack([self.fg_hist, self.bg_hist])[:, ::-1], axis=1)[:, ::-1]
+            self._cache["cum"] = (cum[0], cum[1])
         return self._cache["cum"]
 
+    def error(self) -> np.ndarray:
+        """``|pred - gt|`` (float64; a table look-up when quantised). Not kept."""
+        if self.code is not None:
+            assert self.lut is not None
+            return self.per_pixel(self.lut, 1 - self.lut)  # 1 - lut == |lut - 1|
+        return np.abs(self.pred - self.gt)
 
-def prepare(pred: np.ndarray, gt: np.ndarray, normalize: bool = True) -> Sample:
-    """Normalise one pair exactly as PySODMetrics does and histogram it (vectorised)."""
+
+def prepare(pred: np.ndarray, gt: np.ndarray | Truth, normalize: bool = True) -> Sample:
+    """Normalise one pair exactly as PySODMetrics does and histogram it (vectorised).
+
+    ``gt`` may be a :class:`Truth`, to share the work that depends on the mask alone.
+    """
+    truth = gt if isinstance(gt, Truth) else Truth(gt, normalize)
     pred = np.asarray(pred)
-    gt = np.asarray(gt)
     if pred.ndim == 3:
         pred = pred[..., 0]
-    if gt.ndim == 3:
-        gt = gt[..., 0]
-    if pred.shape != gt.shape:
-        raise ValueError(f"Shape mismatch: prediction {pred.shape}, ground truth {gt.shape}")
-    if normalize:
-        q = to_uint8(pred)
-        gt_b = binarize_gt(gt)
-        lo, hi = int(q.min()), int(q.max())
-        # Same float64 operations as PySODMetrics' prepare_data(), done on the 256 possible values
-        # through a look-up table: the results are bit-identical.
-        lut = _LEVELS
-        if hi != lo:
-            lut = (lut - lut[lo]) / (lut[hi] - lut[lo])
-        level_lut = (lut * 255).astype(np.uint8)
-        pred_f = lut[q]
-        level = level_lut[q]
-    else:
+    if pred.shape != truth.shape:
+        raise ValueError(f"Shape mismatch: prediction {pred.shape}, ground truth {truth.shape}")
+    if not normalize:
         if pred.dtype not in (np.float32, np.float64):
             raise TypeError(f"normalize=False needs a float prediction, got {pred.dtype}")
-        if gt.dtype != bool:
-            raise TypeError(f"Ground truth must be bool with normalize=False, got {gt.dtype}")
-        pred_f = pred.astype(np.float64, copy=False)
-        gt_b = gt
-        level = (pred_f * 255).astype(np.uint8)
-    joint = np.bincount((level.ravel().astype(np.intp) << 1) | gt_b.ravel(), minlength=512)
-    joint = joint.reshape(256, 2)
-    return Sample(pred=pred_f, gt=gt_b, level=level, fg_hist=joint[:, 1].copy(),
-                  bg_hist=joint[:, 0].copy())
+        return Sample(truth, pred=pred.astype(np.float64, copy=False))
+    code16 = np.left_shift(to_uint8(pred), 1, dtype=np.uint16)  # narrow: cheaper to build
+    code16 |= truth.mask
+    if truth.quadrants() is None:
+        n_codes = 512
+    else:
+        cy, cx = truth.centroid()
+        code16[:, cx:] += 512
+        code16[cy:] += 1024
+        n_codes = 2048
+    quad_hist = np.bincount(code16.ravel(), minlength=n_codes).reshape(-1, 512)
+    total = quad_hist.sum(axis=0)
+    nonzero = np.flatnonzero(total[0::2] + total[1::2])
+    lo, hi = int(nonzero[0]), int(nonzero[-1])
+    # Same float64 operations as PySODMetrics' prepare_data() (pred / 255, then min-max), done
+    # on the 256 possible values: the normalised values are bit-identical.
+    lut = _LEVELS
+    if hi != lo:
+        lut = (lut - lut[lo]) / (lut[hi] - lut[lo])
+    return Sample(truth, code=code16, lut=lut, quad_hist=quad_hist)
 
 
 def _f_beta(p: np.ndarray | float, r: np.ndarray | float, beta2: float) -> np.ndarray:
@@ -214,6 +393,11 @@ class MAE(_MeanOf):
     key = "mae"
 
     def compute(self, sample: Sample) -> dict[str, Any]:
+        if sample.quantised:
+            assert sample.lut is not None
+            qh = sample.qhist  # |pred - gt| is lut[q] off the GT, 1 - lut[q] on it
+            total = float(np.dot(qh[:, 0], sample.lut)) + float(np.dot(qh[:, 1], 1 - sample.lut))
+            return {"mae": total / sample.size}
         return {"mae": float(np.mean(np.abs(sample.pred - sample.gt)))}
 
     def get_results(self) -> dict[str, Any]:
@@ -244,10 +428,12 @@ class FMeasure(_Metric):
     def curves(self, sample: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-image (precision, recall, F) curves, ascending threshold."""
         tp, fp = sample.cumulative()
-        pos = tp + fp
-        precision = tp / np.where(pos == 0, 1, pos)
+        precision = tp / np.maximum(tp + fp, 1)
         recall = tp / max(sample.gt_count, 1)
-        return precision, recall, _f_beta(precision, recall, self.beta2)
+        num = (1 + self.beta2) * precision * recall
+        den = self.beta2 * precision + recall
+        den[num == 0] = 1
+        return precision, recall, num / den
 
     def adaptive(self, sample: Sample) -> float:
         tp, pos = sample.adaptive_counts()
@@ -331,24 +517,77 @@ def s_measure(pred: np.ndarray, gt: np.ndarray, alpha: float = 0.5) -> float:
     bg = _s_object((1 - pred)[~gt]) * (1 - y)
     object_score = fg + bg
     # region-aware: split at the (rounded, MATLAB 1-based) foreground centroid
-    h, w = gt.shape
+    quads = Truth(gt).quadrants()
+    assert quads is not None
+    gtf = gt.astype(np.float64)
+    region_score = sum(_ssim(pred[r, c], gtf[r, c]) * wk
+                       for (r, c), wk in zip(quads, _region_weights(gt.shape, quads)))
+    return float(max(0.0, object_score * alpha + region_score * (1 - alpha)))
+
+
+def _region_weights(shape: tuple[int, int], quads: list[tuple[slice, slice]]) -> list[float]:
+    h, w = shape
     area = h * w
-    count = np.count_nonzero(gt)
-    rows = np.count_nonzero(gt, axis=1)
-    cols = np.count_nonzero(gt, axis=0)
-    cy = int(np.round(float(np.dot(rows, np.arange(h, dtype=np.float64))) / count)) + 1
-    cx = int(np.round(float(np.dot(cols, np.arange(w, dtype=np.float64))) / count)) + 1
+    cy, cx = quads[0][0].stop, quads[0][1].stop
     w_lt = cx * cy / area
     w_rt = cy * (w - cx) / area
     w_lb = (h - cy) * cx / area
-    w_rb = 1 - w_lt - w_rt - w_lb
-    gtf = gt.astype(np.float64)
-    region_score = (
-        _ssim(pred[:cy, :cx], gtf[:cy, :cx]) * w_lt
-        + _ssim(pred[:cy, cx:], gtf[:cy, cx:]) * w_rt
-        + _ssim(pred[cy:, :cx], gtf[cy:, :cx]) * w_lb
-        + _ssim(pred[cy:, cx:], gtf[cy:, cx:]) * w_rb
-    )
+    return [w_lt, w_rt, w_lb, 1 - w_lt - w_rt - w_lb]
+
+
+def _s_object_counts(counts: np.ndarray, values: np.ndarray, n: int) -> float:
+    """:func:`_s_object` of ``n`` pixels given as ``counts`` of each of ``values``."""
+    mean = float(np.dot(counts, values)) / n
+    if n > 1:
+        d = values - mean
+        std = float(np.sqrt(np.dot(counts, d * d) / (n - 1)))
+    else:
+        std = 0.0
+    return 2 * mean / (mean * mean + 1 + std + EPS)
+
+
+def _s_measure_counts(sample: Sample, alpha: float = 0.5) -> float:
+    """:func:`s_measure` of a quantised sample, from its per-quadrant (value, GT) histograms."""
+    assert sample.lut is not None and sample.quad_hist is not None
+    n = sample.size
+    count = sample.gt_count
+    if count == 0:
+        return float(1 - sample.mean_pred())
+    if count == n:
+        return float(sample.mean_pred())
+    lut = sample.lut
+    y = count / n
+    fg = _s_object_counts(sample.qhist[:, 1], lut, count) * y
+    bg = _s_object_counts(sample.qhist[:, 0], 1 - lut, n - count) * (1 - y)
+    object_score = fg + bg
+    # region-aware: SSIM of each quadrant from its histogram, all four at once
+    quads = sample.truth.quadrants()
+    assert quads is not None
+    hist = sample.quad_hist.reshape(4, 256, 2).astype(np.float64)
+    h_fg = hist[:, :, 1]
+    h_all = hist[:, :, 0] + h_fg
+    nk = h_all.sum(axis=1)
+    ck = h_fg.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = (h_all @ lut) / nk
+        yk = ck / nk
+        d = lut[None, :] - x[:, None]
+        den = nk - 1 + EPS
+        sigma_x = np.einsum("ij,ij,ij->i", h_all, d, d) / den
+        sigma_y = (ck * (1 - yk) ** 2 + (nk - ck) * yk ** 2) / den
+        fg_dev = np.einsum("ij,ij->i", h_fg, d)
+        sigma_xy = (fg_dev * (1 - yk) - (np.einsum("ij,ij->i", h_all, d) - fg_dev) * yk) / den
+        a = 4 * x * yk * sigma_xy
+        b = (x * x + yk * yk) * (sigma_x + sigma_y)
+        scores = np.where(a != 0, a / (b + EPS), np.where(b == 0, 1.0, 0.0))
+    region_score = 0.0
+    for k, ((r, c), wk) in enumerate(zip(quads, _region_weights(sample.truth.shape, quads))):
+        score = float(scores[k])
+        # Empty quadrant, or constant GT and constant map in it: PySODMetrics' result then hangs
+        # on whether np.mean of the constant pixels rounds back to the constant; compute it so.
+        if nk[k] == 0 or ((ck[k] == 0 or ck[k] == nk[k]) and np.count_nonzero(h_all[k]) == 1):
+            score = _ssim(sample.pred[r, c], sample.gt[r, c].astype(np.float64))
+        region_score += score * wk
     return float(max(0.0, object_score * alpha + region_score * (1 - alpha)))
 
 
@@ -362,6 +601,8 @@ class SMeasure(_MeanOf):
         self.alpha = alpha
 
     def compute(self, sample: Sample) -> dict[str, Any]:
+        if sample.quantised:
+            return {"s_measure": _s_measure_counts(sample, self.alpha)}
         return {"s_measure": s_measure(sample.pred, sample.gt, self.alpha)}
 
     def get_results(self) -> dict[str, Any]:
@@ -370,6 +611,9 @@ class SMeasure(_MeanOf):
 
 # --------------------------------------------------------------------------------------------
 # E-measure
+
+
+_PRED_FG = np.array([1.0, 1.0, 0.0, 0.0])  # binarised prediction of each E-measure part
 
 
 def _e_from_counts(tp: np.ndarray | int, fp: np.ndarray | int, gt_count: int,
@@ -384,17 +628,16 @@ def _e_from_counts(tp: np.ndarray | int, fp: np.ndarray | int, gt_count: int,
     elif gt_count == size:
         total = pred_fg
     else:
+        # the four parts (pred fg/bg x GT fg/bg) as rows: TP, FP, FN, TN
         fn = gt_count - tp
-        tn = pred_bg - fn
-        mean_pred = pred_fg / size
+        numel = np.stack([tp, fp, fn, pred_bg - fn])
         mean_gt = gt_count / size
-        p_fg, p_bg = 1 - mean_pred, 0 - mean_pred
-        g_fg, g_bg = 1 - mean_gt, 0 - mean_gt
-        total = np.zeros_like(tp)
-        for numel, a, b in ((tp, p_fg, g_fg), (fp, p_fg, g_bg), (fn, p_bg, g_fg),
-                            (tn, p_bg, g_bg)):
-            align = 2 * (a * b) / (a * a + b * b + EPS)
-            total = total + (align + 1) ** 2 / 4 * numel
+        shape = (4,) + (1,) * tp.ndim
+        a = _PRED_FG.reshape(shape) - pred_fg / size  # demeaned prediction of each part
+        b = np.array([1 - mean_gt, 0 - mean_gt, 1 - mean_gt, 0 - mean_gt]).reshape(shape)
+        align = 2 * (a * b) / (a * a + b * b + EPS)
+        align += 1
+        total = (align * align / 4 * numel).sum(axis=0)  # parts added in order, as PySOD
     return total / (size - 1 + EPS)
 
 
@@ -409,10 +652,12 @@ class EMeasure(_Metric):
 
     def compute(self, sample: Sample) -> dict[str, Any]:
         tp, fp = sample.cumulative()
-        curve = _e_from_counts(tp, fp, sample.gt_count, sample.size)
         atp, apos = sample.adaptive_counts()
-        adaptive = float(_e_from_counts(atp, apos - atp, sample.gt_count, sample.size))
-        return {"max_e": float(curve.max()), "adaptive_e": adaptive, "_e": curve}
+        # the 256 thresholds and the adaptive one in one call (elementwise: same values)
+        values = _e_from_counts(np.append(tp, atp), np.append(fp, apos - atp),
+                                sample.gt_count, sample.size)
+        curve = values[:N_THRESHOLDS]
+        return {"max_e": float(curve.max()), "adaptive_e": float(values[-1]), "_e": curve}
 
     def add(self, values: dict[str, Any]) -> dict[str, float]:
         self.curve_total += values["_e"]
@@ -452,26 +697,38 @@ def _gauss_1d(size: int = 7, sigma: float = 5.0) -> np.ndarray:
     return h / h.sum()
 
 
+_GAUSS = _gauss_1d()
+
+
 def _gauss_filter(img: np.ndarray) -> np.ndarray:
     """7x7 Gaussian (sigma 5) with zero padding, as MATLAB's ``imfilter(.., K)``.
 
     fspecial's kernel is the outer product of a normalised 1-D Gaussian with itself, so it is
-    applied as two in-place 1-D passes (equal to ``ndimage.convolve`` to ~1e-16, and faster).
+    applied as two 1-D passes (equal to ``ndimage.convolve`` with the 2-D kernel to ~1e-16, and
+    much faster): scipy's ``correlate1d``, or NumPy adding the symmetric taps in pairs.
     """
-    k = _gauss_1d()
+    nd = _scipy_ndimage()
+    if nd is not None:
+        tmp = nd.correlate1d(img, _GAUSS, axis=1, mode="constant")
+        return nd.correlate1d(tmp, _GAUSS, axis=0, mode="constant", output=tmp)
+    k = _GAUSS
     r = len(k) // 2
     h, w = img.shape
     pad = np.zeros((h + 2 * r, w + 2 * r))
     pad[r:r + h, r:r + w] = img
-    tmp = np.zeros((h + 2 * r, w))
-    buf = np.empty((h + 2 * r, w))
-    for i, kv in enumerate(k):
-        np.multiply(pad[:, i:i + w], kv, out=buf)
+    # along rows, for all padded rows (the row padding stays zero)
+    tmp = pad[:, r:r + w] * k[r]
+    buf = np.empty_like(tmp)
+    for i in range(r):
+        np.add(pad[:, i:i + w], pad[:, 2 * r - i:2 * r - i + w], out=buf)
+        buf *= k[i]
         tmp += buf
-    out = np.zeros((h, w))
+    # along columns
+    out = tmp[r:r + h] * k[r]
     buf = buf[:h]
-    for i, kv in enumerate(k):
-        np.multiply(tmp[i:i + h], kv, out=buf)
+    for i in range(r):
+        np.add(tmp[i:i + h], tmp[2 * r - i:2 * r - i + h], out=buf)
+        buf *= k[i]
         out += buf
     return out
 
@@ -525,17 +782,21 @@ def _edt_1d_rows(f: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return f[rows[:, None], src] + (src - np.arange(w)[None, :]) ** 2
 
 
-def _edt_numpy(feature: np.ndarray) -> np.ndarray:
-    """Euclidean distance of every pixel to the nearest ``feature`` pixel (pure NumPy, exact).
-
-    The envelope pass runs along the axis with fewer lines that hold a feature.
-    """
+def _edt2_numpy(feature: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distance of every pixel to the nearest ``feature`` pixel (pure NumPy,
+    exact integers as float64). The envelope pass runs along the axis with fewer lines that hold
+    a feature."""
     if np.count_nonzero(feature.any(axis=0)) > np.count_nonzero(feature.any(axis=1)):
-        return _edt_numpy_cols(feature.T).T
-    return _edt_numpy_cols(feature)
+        return _edt2_numpy_cols(feature.T).T
+    return _edt2_numpy_cols(feature)
 
 
-def _edt_numpy_cols(feature: np.ndarray) -> np.ndarray:
+def _edt_numpy(feature: np.ndarray) -> np.ndarray:
+    """Euclidean distance of every pixel to the nearest ``feature`` pixel (pure NumPy, exact)."""
+    return np.sqrt(_edt2_numpy(feature))
+
+
+def _edt2_numpy_cols(feature: np.ndarray) -> np.ndarray:
     h, w = feature.shape
     big = 10.0 * (h + w + 1)
     rows = np.arange(h)[:, None]
@@ -543,7 +804,7 @@ def _edt_numpy_cols(feature: np.ndarray) -> np.ndarray:
     down = np.minimum.accumulate(np.where(feature, rows, big)[::-1], axis=0)[::-1]
     g = np.minimum(np.minimum(rows - up, down - rows), big)
     cols = np.flatnonzero(feature.any(axis=0))
-    return np.sqrt(_edt_1d_rows(g * g, cols))
+    return _edt_1d_rows(g * g, cols)
 
 
 # Offsets within distance sqrt(18) (all that a pixel within 3 pixels (Chebyshev) of a feature
@@ -572,49 +833,117 @@ def _nearest_in_band(feature: np.ndarray, ys: np.ndarray, xs: np.ndarray
     return ny, nx
 
 
-_SQUARE7 = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)]
+def _dilate7(mask: np.ndarray) -> np.ndarray:
+    """Dilation by a 7x7 square (outside the image is background), as two 1-D passes."""
+    h, w = mask.shape
+    pad = np.zeros((h + 6, w + 6), dtype=bool)
+    pad[3:3 + h, 3:3 + w] = mask
+    rows = pad[:, 3:3 + w].copy()
+    for i in (0, 1, 2, 4, 5, 6):
+        rows |= pad[:, i:i + w]
+    out = rows[3:3 + h].copy()
+    for i in (0, 1, 2, 4, 5, 6):
+        out |= rows[i:i + h]
+    return out
+
+
+def _feature_transform(nd: Any, feature: np.ndarray) -> np.ndarray:
+    """scipy's nearest-feature-pixel indices, ``(2, H, W)`` int32, for the ``True`` pixels of
+    ``feature`` (what ``distance_transform_edt(~feature, return_indices=True)`` returns)."""
+    ft = np.empty((2,) + feature.shape, dtype=np.int32)
+    try:  # the public function's own kernel, minus its int8 copy of the input
+        nd._nd_image.euclidean_feature_transform((~feature).view(np.int8), None, ft)
+    except (AttributeError, TypeError, RuntimeError):  # pragma: no cover - other scipy
+        ft = nd.distance_transform_edt(~feature, return_distances=False, return_indices=True)
+    return ft
+
+
+def _wfm_truth(truth: Truth) -> tuple[Any, ...]:
+    """The mask-only part of the weighted F-measure, cached on ``truth`` (needs a non-empty GT).
+
+    ``(decay, box, band, source)``: ``decay`` is ``0.5^(dist/5)`` of every pixel, ``dist`` its
+    Euclidean distance to the GT (the pixel importance off the GT is ``B = 2 - decay``); ``box``
+    the GT's bounding box grown by 3 px (the 7x7 filtered error is only used on GT pixels, so
+    only this box is filtered); ``band`` the flat box indices of the background pixels within
+    3 px of the GT (the only ones the filter carries to GT pixels) and ``source`` the flat box
+    index of each one's nearest GT pixel (scipy's ``distance_transform_edt`` tie rule), whose
+    error it takes.
+    """
+    if truth._wfm is None:
+        gt = truth.mask
+        h, w = truth.shape
+        rows = np.flatnonzero(truth.rows)
+        cols = np.flatnonzero(truth.cols)
+        r0, r1 = max(int(rows[0]) - 3, 0), min(int(rows[-1]) + 4, h)
+        c0, c1 = max(int(cols[0]) - 3, 0), min(int(cols[-1]) + 4, w)
+        box = (slice(r0, r1), slice(c0, c1))
+        bw = c1 - c0
+        g = gt[box]
+        near = _dilate7(g)  # within 3 px (Chebyshev) of the GT
+        near &= ~g
+        band = np.flatnonzero(near)
+        by, bx = np.divmod(band, bw)
+        nd = _scipy_ndimage()
+        if nd is not None:
+            ft = _feature_transform(nd, gt)
+            at = (by + r0) * w + bx + c0  # flat image index of each band pixel
+            source = (ft[0].ravel()[at] - r0) * bw + (ft[1].ravel()[at] - c0)
+            dy, dx = ft[0], ft[1]
+            dy -= np.arange(h, dtype=np.int32)[:, None]  # offsets to the nearest GT pixel
+            dx -= np.arange(w, dtype=np.int32)[None, :]
+            np.multiply(ft, ft, out=ft)
+            d2 = np.add(dy, dx, out=dy)
+        else:
+            d2 = _edt2_numpy(gt)
+            ny, nx = _nearest_in_band(g, by, bx)
+            source = ny * bw + nx
+        # dist = sqrt(d2), d2 an integer: the same float64 operations as PySODMetrics
+        decay = np.sqrt(d2, dtype=np.float64)
+        decay *= np.log(0.5) / 5
+        np.exp(decay, out=decay)
+        truth._wfm = (decay, box, band, source)
+    return truth._wfm
+
+
+def _weighted_f(bg_sum: float, bg_decayed: float, error_box: np.ndarray, truth: Truth,
+                beta2: float = 1.0) -> float:
+    """Weighted F-measure from sums over the error map ``E = |pred - gt|``: ``bg_sum`` of E off
+    the GT, ``bg_decayed`` of ``E * decay`` off the GT (:func:`_wfm_truth`), and ``error_box``,
+    E on the box (a fresh array, changed here). Needs a non-empty GT."""
+    count = truth.count
+    _, box, band, source = _wfm_truth(truth)
+    # false positives: sum of E * B off the GT, B = 2 - decay (>= 1.13 there: no cancellation)
+    fp_w = 2 * bg_sum - bg_decayed
+    # GT pixels: min(E, EA), EA the 7x7 Gaussian of E where background pixels near the GT take
+    # the error of their nearest GT pixel
+    et = error_box.ravel()
+    et[band] = et[source]
+    ea = _gauss_filter(error_box)
+    np.minimum(ea, error_box, out=ea)  # error_box == E on GT pixels
+    fg_sum = float(np.sum(ea, where=truth.mask[box]))
+    tp_w = count - fg_sum
+    R = 1 - fg_sum / count
+    P = tp_w / (tp_w + fp_w + EPS)
+    return float((1 + beta2) * R * P / (R + beta2 * P + EPS))
+
+
+def _weighted_f_of_error(error: np.ndarray, truth: Truth, beta2: float = 1.0) -> float:
+    """Weighted F-measure of an error map ``|pred - gt|`` (0 for an empty GT)."""
+    if truth.count == 0:
+        return 0.0
+    decay, box = _wfm_truth(truth)[:2]
+    error_bg = np.where(truth.mask, 0.0, error)
+    bg_decayed = float(np.einsum("i,i->", error_bg.ravel(), decay.ravel()))
+    return _weighted_f(float(error_bg.sum()), bg_decayed, error[box].copy(), truth, beta2)
 
 
 def weighted_f_measure(pred: np.ndarray, gt: np.ndarray, beta2: float = 1.0) -> float:
     """Weighted F-measure of a normalised float pred and a bool gt (0 for an empty gt).
 
-    Same algorithm as PySODMetrics (MATLAB's WFb). The 7x7 filtered error is only used on GT
-    pixels, so it is computed on the GT's bounding box grown by 3 px.
+    Same algorithm as PySODMetrics (MATLAB's WFb).
     """
-    if not gt.any():
-        return 0.0
-    h, w = gt.shape
-    rows = np.flatnonzero(gt.any(axis=1))
-    cols = np.flatnonzero(gt.any(axis=0))
-    r0, r1 = max(int(rows[0]) - 3, 0), min(int(rows[-1]) + 4, h)
-    c0, c1 = max(int(cols[0]) - 3, 0), min(int(cols[-1]) + 4, w)
-    E = np.abs(pred - gt)
-    g = gt[r0:r1, c0:c1]
-    e = E[r0:r1, c0:c1]
-    nd = _scipy_ndimage()
-    if nd is not None:
-        dst, (iy, ix) = nd.distance_transform_edt(~gt, return_indices=True)
-        # error at each pixel's nearest GT pixel (a GT pixel is its own nearest)
-        et = E[iy[r0:r1, c0:c1], ix[r0:r1, c0:c1]]
-    else:
-        dst = _edt_numpy(gt)
-        # only background within 3 px of the GT reaches GT pixels through the 7x7 filter
-        ys, xs = np.nonzero(_shifted(g, _SQUARE7, dilate=True) & ~g)
-        ny, nx = _nearest_in_band(g, ys, xs)
-        et = e.copy()
-        et[ys, xs] = e[ny, nx]
-    ea = _gauss_filter(et)
-    use = g & (ea < e)
-    # pixel importance B = 2 - 0.5^(dist/5) off the GT, exactly 1 on it (dist 0)
-    Ew = E * (2 - np.exp(np.log(0.5) / 5 * dst))
-    Ew[r0:r1, c0:c1][use] = ea[use]
-    count = np.count_nonzero(gt)
-    fg_sum = float(np.sum(Ew, where=gt))
-    TPw = count - fg_sum
-    FPw = float(np.sum(Ew)) - fg_sum
-    R = 1 - fg_sum / count
-    P = TPw / (TPw + FPw + EPS)
-    return float((1 + beta2) * R * P / (R + beta2 * P + EPS))
+    truth = Truth(np.asarray(gt, dtype=bool), normalize=False)
+    return _weighted_f_of_error(np.abs(pred - truth.mask), truth, beta2)
 
 
 class WeightedFMeasure(_MeanOf):
@@ -627,7 +956,20 @@ class WeightedFMeasure(_MeanOf):
         self.beta2 = beta2
 
     def compute(self, sample: Sample) -> dict[str, Any]:
-        return {"weighted_f": weighted_f_measure(sample.pred, sample.gt, self.beta2)}
+        truth = sample.truth
+        if not sample.quantised or truth.count == 0:
+            return {"weighted_f": _weighted_f_of_error(sample.error(), truth, self.beta2)}
+        assert sample.lut is not None and sample.code is not None
+        lut, code = sample.lut, sample.code
+        decay, box = _wfm_truth(truth)[:2]
+        # sum of E * decay off the GT: decay summed per code, times E of each code (0 on the
+        # GT); no image-sized error map
+        per_code = np.bincount(code.ravel(), weights=decay.ravel(), minlength=sample.n_codes)
+        bg_decayed = float(np.dot(per_code, sample.table(lut, np.zeros(256))))
+        bg_sum = float(np.dot(sample.qhist[:, 0], lut))
+        error_box = sample.table(lut, 1 - lut).take(code[box].astype(np.intp))  # |lut - 1|
+        value = _weighted_f(bg_sum, bg_decayed, error_box, truth, self.beta2)
+        return {"weighted_f": value}
 
     def get_results(self) -> dict[str, Any]:
         return {"wfm": self.mean()}
@@ -703,7 +1045,12 @@ class RelaxedBoundaryFMeasure(_MeanOf):
         self.beta2 = beta2
 
     def compute(self, sample: Sample) -> dict[str, Any]:
-        f = relaxed_boundary_f(sample.pred >= 0.5, sample.gt, self.rho, self.beta2)[0]
+        if sample.quantised:
+            assert sample.lut is not None
+            binary = sample.per_pixel(sample.lut >= 0.5)
+        else:
+            binary = sample.pred >= 0.5
+        f = relaxed_boundary_f(binary, sample.gt, self.rho, self.beta2)[0]
         return {"relaxed_f": f}
 
     def get_results(self) -> dict[str, Any]:

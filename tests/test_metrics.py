@@ -10,7 +10,9 @@ import pytest
 
 from basnet_cli import metrics as M
 
-TOL = 1e-4
+# The histogram/closed-form implementation sums in another order than PySODMetrics' pixel
+# passes: results agree to a few 1e-16 (measured), not bit for bit.
+TOL = 1e-12
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,3 +353,110 @@ def test_parity_ecssd() -> None:
 def test_parity_ecssd_numpy_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(M, "_USE_SCIPY", False)
     assert_parity(ecssd_pairs(10, seed=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-image parity, including the branches where the exact pixel computation is used
+
+
+def reference_per_image(p: np.ndarray, g: np.ndarray, normalize: bool = True) -> dict[str, object]:
+    psm = pytest.importorskip("py_sod_metrics", reason="pysodmetrics (dev extra) is the oracle")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mae, fm, sm = psm.MAE(), psm.Fmeasure(beta=0.3), psm.Smeasure()
+        em, wfm = psm.Emeasure(), psm.WeightedFmeasure()
+        for m in (mae, fm, sm, em, wfm):
+            m.step(p, g, normalize)
+    f = fm.get_results()["fm"]
+    e = em.get_results()["em"]
+    return {"mae": mae.get_results()["mae"], "adaptive_f": f["adp"],
+            "s_measure": sm.get_results()["sm"], "adaptive_e": e["adp"],
+            "weighted_f": wfm.get_results()["wfm"], "_f": f["curve"][::-1],
+            "_e": e["curve"][::-1]}
+
+
+def assert_parity_per_image(pairs: list[tuple[np.ndarray, np.ndarray]],
+                            normalize: bool = True) -> None:
+    for i, (p, g) in enumerate(pairs):
+        sample = M.prepare(p, g, normalize)
+        ours: dict[str, object] = {}
+        for m in (M.MAE(), M.FMeasure(), M.SMeasure(), M.EMeasure(), M.WeightedFMeasure()):
+            ours.update(m.compute(sample))
+        ref = reference_per_image(p, g, normalize)
+        for key, value in ref.items():
+            diff = float(np.max(np.abs(np.asarray(ours[key]) - np.asarray(value))))
+            assert diff <= TOL, f"pair {i}, {key}: differs by {diff}"
+
+
+def test_parity_per_image_synthetic() -> None:
+    assert_parity_per_image(_synthetic_pairs())
+
+
+def test_parity_per_image_not_normalized() -> None:
+    rng = np.random.default_rng(7)
+    pairs = [(np.clip(p / 255.0 + rng.normal(0, 0.02, p.shape), 0, 1), g > 128)
+             for p, g in _synthetic_pairs()]
+    assert_parity_per_image(pairs, normalize=False)
+
+
+def test_adaptive_threshold_on_a_map_value_uses_the_pixel_mean() -> None:
+    # mean 0.5 -> threshold exactly 1.0, a value of the map: the exact mean decides `>=`
+    pred, gt = _two_level_case()
+    sample = M.prepare(pred, gt)
+    assert sample.adaptive_threshold() == 1.0
+    assert_parity_per_image([(pred, gt)])
+    # 10 px at 102 (0.4), 2 at 255, 18 at 0: 2*mean = 0.4, again a value of the map, inexact
+    # in binary
+    pred3 = np.zeros((3, 10), np.uint8)
+    pred3[0] = 102
+    pred3[1, :2] = 255
+    gt3 = np.zeros_like(pred3)
+    gt3[0, 3:] = 255
+    gt3[1, :4] = 255
+    sample = M.prepare(pred3, gt3)
+    assert abs(sample.adaptive_threshold() - sample.lut[102]) < 1e-15
+    assert_parity_per_image([(pred3, gt3), (pred3, 255 - gt3), (pred3, np.roll(gt3, 4))])
+
+
+def test_constant_quadrants_follow_pysodmetrics() -> None:
+    # GT in the top-left corner: the other quadrants hold no GT; a constant map there makes
+    # PySODMetrics' SSIM hang on the rounding of np.mean of the constant pixels
+    pairs = []
+    for value in (1, 77, 128, 200, 254):
+        gt = np.zeros((37, 53), np.uint8)
+        gt[2:9, 3:12] = 255
+        pred = np.full(gt.shape, value, np.uint8)
+        pred[:12, :16] = np.arange(12 * 16, dtype=np.uint8).reshape(12, 16)
+        pairs.append((pred, gt))
+    assert_parity_per_image(pairs)
+
+
+def test_truth_reused_across_predictions() -> None:
+    rng = np.random.default_rng(11)
+    gt = _blobs(rng, (40, 50)).astype(np.uint8) * 255
+    truth = M.Truth(gt)
+    for k in range(4):  # several methods against one mask: mask-only work done once
+        pred = np.clip(gt * 0.6 + rng.normal(40 * k, 30, gt.shape), 0, 255).astype(np.uint8)
+        assert M.MetricSuite().step(pred, truth) == M.MetricSuite().step(pred, gt)
+
+
+@pytest.mark.skipif(not (ECSSD / "masks").is_dir(),
+                    reason=f"ECSSD masks not found at {ECSSD} (../shared is absent)")
+def test_parity_per_image_ecssd() -> None:
+    assert_parity_per_image(ecssd_pairs(15, seed=2))
+
+
+def test_benchmark_smoke(tmp_path: Path) -> None:
+    pytest.importorskip("py_sod_metrics", reason="pysodmetrics (dev extra) is the oracle")
+    from PIL import Image
+
+    from basnet_cli.evaluate import benchmark
+
+    rng = np.random.default_rng(3)
+    for k in range(4):
+        Image.fromarray(_blobs(rng, (30, 40)).astype(np.uint8) * 255).save(tmp_path / f"{k}.png")
+    out = benchmark(tmp_path, limit=4, workers=1, rounds=2)
+    assert out["pairs"] == 4
+    for key in ("ours", "ours_all_metrics", "pysodmetrics"):
+        assert out[f"{key}_maps_per_s"] > 0 and out[f"{key}_cpu_maps_per_s"] > 0
+    assert out["speedup"] > 0 and out["speedup_cpu"] > 0
