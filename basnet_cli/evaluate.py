@@ -287,12 +287,13 @@ def evaluate_maps(pred_dirs: Sequence[str | Path], gt: str | Path, *,
         except Exception as exc:  # noqa: BLE001 - reported per file
             reason = f"ground truth {gt_files[stem].name}: {_error_text(exc)}"
             return stem, None, [("error", reason) if stem in f else None for f in pred_files]
+        truth = M.Truth(gt_arr)  # shared by every method: mask-only work is done once
         for i, files in enumerate(pred_files):
             if stem not in files:
                 continue
             try:
                 pred, resized = fit_to(read_gray(files[stem]), gt_arr.shape)
-                values = suites[i].compute(M.prepare(pred, gt_arr))
+                values = suites[i].compute(M.prepare(pred, truth))
             except Exception as exc:  # noqa: BLE001 - reported per file
                 out[i] = ("error", f"{files[stem].name}: {_error_text(exc)}")
                 continue

@@ -76,6 +76,13 @@ def test_maps_mode_missing_extra_and_resize(maps_case: dict) -> None:
     for key, value in ref.items():
         assert a.metrics[key] == pytest.approx(value, abs=1e-12), key
     assert [row["name"] for row in a.per_image] == ["img0", "img1", "img2", "img4", "img5"]
+    # method B reuses each mask's cached work (metrics.Truth) and still equals a fresh suite
+    suite_b = M.MetricSuite()
+    for k in range(6):
+        suite_b.step(read_gray(maps_case["b"] / f"img{k}.jpg"),
+                     read_gray(maps_case["gt"] / f"img{k}.png"))
+    for key, value in suite_b.get_results()["metrics"].items():
+        assert b.metrics[key] == pytest.approx(value, abs=1e-12), key
 
 
 def test_maps_mode_unreadable_file_is_reported(maps_case: dict) -> None:
