@@ -26,7 +26,7 @@ test-fast:
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
 
 lint:
-	$(BIN)/ruff check basnet_cli tests
+	$(BIN)/ruff check basnet_cli tests bench docs
 
 # Speed and memory suite; writes bench/results.md and bench/results.json (long on 2 CPUs:
 # `make bench BENCH_ARGS=--quick` for a short version).
