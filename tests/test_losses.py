@@ -105,14 +105,20 @@ def test_tiny_preset_overfits_a_few_pairs():
     y = (np.stack([p[1] for p in pairs])[..., None] / 255.0).astype("float32")
     keras.utils.set_random_seed(0)
     model = build_basnet(TINY)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
                   loss=[HybridLoss(name=f"{n}_loss") for n in OUTPUT_NAMES])
+    # Create the optimizer and loss-tracker variables before fit: otherwise they are created
+    # inside the first trace and TensorFlow traces the (large) train step a second time.
+    model.compute_loss(x[:1], (y[:1],) * 8, model(x[:1]))
+    model.optimizer.build(model.trainable_variables)
     t0 = time.perf_counter()
-    hist = model.fit(x, (y,) * 8, batch_size=4, epochs=150, verbose=0, shuffle=False)
+    hist = model.fit(x, (y,) * 8, batch_size=4, epochs=50, verbose=0, shuffle=False)
     elapsed = time.perf_counter() - t0
     losses = hist.history["loss"]
-    assert losses[-1] < losses[0] / 5, (losses[0], losses[-1])
-    pred = inference_model(model).predict(x, verbose=0)
+    # Measured (seed 0): 21.97 -> 3.91 (/5.6), MAE 0.0075 after 50 steps; seeds 1 and 2 reach
+    # /5.6 and /4.9, MAE 0.0017 and 0.0026.  Predicting all background gives MAE 0.11.
+    assert losses[-1] < losses[0] / 4, (losses[0], losses[-1])
+    pred = ops.convert_to_numpy(inference_model(model)([x], training=False))
     mae = float(np.abs(pred - y).mean())
-    assert mae < 0.05, mae
+    assert mae < 0.03, mae
     print(f"overfit: loss {losses[0]:.2f} -> {losses[-1]:.3f}, MAE {mae:.4f}, {elapsed:.1f}s")
