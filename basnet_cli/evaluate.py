@@ -619,19 +619,23 @@ def benchmark(gt: str | Path, pred: str | Path | None = None, *, limit: int = 10
             for m in metrics:
                 m.step(p, g)
 
+    def ours_five() -> list[Any]:
+        return [M.MAE(), M.FMeasure(), M.SMeasure(), M.EMeasure(), M.WeightedFMeasure()]
+
+    def ref_five() -> list[Any]:
+        return [psm.MAE(), psm.Fmeasure(beta=0.3), psm.Smeasure(), psm.Emeasure(),
+                psm.WeightedFmeasure()]
+
     with one_thread, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PySODMetrics' Fmeasure deprecation notice
-        ours = [M.MAE(), M.FMeasure(), M.SMeasure(), M.EMeasure(), M.WeightedFMeasure()]
+        ours = ours_five()
         suite = M.MetricSuite()
-        ref = ([psm.MAE(), psm.Fmeasure(beta=0.3), psm.Smeasure(), psm.Emeasure(),
-                psm.WeightedFmeasure()] if psm is not None else None)
+        ref = ref_five() if psm is not None else None
         warm = pairs[:3]  # imports, first allocations
-        run_ours(warm, [M.MAE(), M.FMeasure(), M.SMeasure(), M.EMeasure(),
-                        M.WeightedFMeasure()])
+        run_ours(warm, ours_five())
         run_suite(warm, M.MetricSuite())
         if psm is not None:
-            run_ref(warm, [psm.MAE(), psm.Fmeasure(beta=0.3), psm.Smeasure(), psm.Emeasure(),
-                           psm.WeightedFmeasure()])
+            run_ref(warm, ref_five())
         jobs: dict[str, Callable[[list[Any]], None]] = {
             "ours": lambda c: run_ours(c, ours),
             "ours_all_metrics": lambda c: run_suite(c, suite),
