@@ -247,6 +247,22 @@ def _make_strategy(opts: TrainOptions):
     return None
 
 
+def _build_training_state(model) -> None:
+    """Create the optimizer's and the loss trackers' variables before ``fit``.
+
+    Without a distribution strategy, Keras' TensorFlow trainer creates them inside the first
+    trace of the train step, and a ``tf.function`` that creates variables is traced twice: the
+    first step then costs two full traces (about 80 instead of 50 s for basnet-lite on two
+    CPU cores). One eager forward pass on a 32x32 image and one loss evaluation build them."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    x = np.zeros((1, 32, 32, 3), "float32")
+    y_pred = model(x, training=False)
+    y = tuple(np.zeros((1, 32, 32, 1), "float32") for _ in y_pred)
+    model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+    model.reset_metrics()  # the loss trackers saw the zero batch
+
+
 def validate_model(model, val_pairs, size: int, batch_size: int,
                    pipeline: str = "tfdata") -> dict[str, float]:
     """MAE and max F (beta^2 = 0.3) of the refined map on ``val_pairs`` at ``size``."""
@@ -432,6 +448,8 @@ class Trainer:
         if st.global_step >= st.total_steps:
             self.on_event("done", st)
             return self._finish(model)
+        if strategy is None:
+            _build_training_state(model)
 
         previous = self._install_signals()
         callback = _StepCallback.make(self)

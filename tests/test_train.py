@@ -248,6 +248,38 @@ def test_sigterm_saves_a_checkpoint_and_exits_130(synth_dataset, tmp_path):
     assert (run / "last.keras").is_file()
 
 
+def test_training_state_is_built_before_the_first_trace():
+    # Variables created inside a tf.function force a second trace of the train step; after
+    # _build_training_state, one fit step must create none (optimizer, loss trackers).
+    import keras
+    import tensorflow as tf
+
+    from basnet_cli.losses import HybridLoss
+    from basnet_cli.model.basnet import OUTPUT_NAMES, build_basnet
+    from basnet_cli.model.config import PRESETS
+    from basnet_cli.train import _build_training_state
+
+    model = build_basnet(PRESETS["basnet-tiny"], (None, None, 3))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=[HybridLoss(name=f"{n}_loss") for n in OUTPUT_NAMES])
+
+    def count() -> int:
+        return (len(model.variables) + len(model.optimizer.variables)
+                + sum(len(m.variables) for m in model.metrics))
+
+    before = count()
+    _build_training_state(model)
+    built = count()
+    assert built > before and model.optimizer.built
+    assert all(float(np.asarray(m.result())) == 0.0 for m in model.metrics)  # reset again
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 64, 64, 3), np.float32)
+    y = (rng.random((2, 64, 64, 1)) > 0.5).astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((x, (y,) * 8)).batch(2)
+    history = model.fit(ds, epochs=1, verbose=0)
+    assert count() == built and np.isfinite(history.history["loss"][-1])
+
+
 def test_two_logical_cpu_devices_with_mirrored_strategy(synth_dataset, tmp_path):
     run = tmp_path / "run"
     proc = subprocess.run(_train_cmd(synth_dataset, run, "--steps", "3", "--cpu-devices", "2",
