@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from basnet_cli import metrics as M
+from basnet_cli.model.config import DEFAULT_SIZE
 
 MAP_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm")
 CURVES = ("image", "dataset")
@@ -428,7 +429,8 @@ def _model_name(spec: str) -> str:
 def evaluate_model(data: str | Path | None = None, *, images: str | Path | None = None,
                    masks: str | Path | None = None, model: str = "basnet",
                    predictor: BatchPredictor | None = None, model_description: str | None = None,
-                   size: int = 320, batch_size: int = 4, save_maps: str | Path | None = None,
+                   size: int = DEFAULT_SIZE, batch_size: int = 4,
+                   save_maps: str | Path | None = None,
                    curve: str = "image", workers: int | None = None,
                    progress: Progress | None = None,
                    on_error: Callable[[str, str, str], None] | None = None) -> EvaluationRun:

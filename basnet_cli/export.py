@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from basnet_cli import __version__
+from basnet_cli.model.config import DEFAULT_SIZE
 
 FORMATS = ("keras", "savedmodel", "tflite", "onnx", "tfjs")
 QUANTIZATIONS = ("none", "float16", "int8-dynamic", "int8")
@@ -160,7 +161,7 @@ class ExportOptions:
     model: str
     format: str
     quantize: str = "none"
-    size: int = 320
+    size: int = DEFAULT_SIZE
     out: str | Path | None = None
     preset: str | None = None
     calibration: str | Path | None = None

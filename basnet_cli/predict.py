@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from basnet_cli import images as imgs
-from basnet_cli.model.config import DEFAULT_PRESET
+from basnet_cli.model.config import DEFAULT_PRESET, DEFAULT_SIZE
 
 KINDS = ("mask", "binary", "cutout", "overlay")
 DEVICES = ("auto", "cpu", "gpu")
@@ -62,7 +62,7 @@ class PredictOptions:
     model: str = DEFAULT_PRESET
     preset: str | None = None
     kinds: Sequence[str] = ("mask",)
-    size: int = 320
+    size: int = DEFAULT_SIZE
     batch_size: int = 8
     threshold: float = 0.5
     normalize: bool = False

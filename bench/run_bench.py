@@ -72,7 +72,7 @@ _FULL: dict[str, Any] = {
     "predict_size": 320, "predict_batch": 8, "predict_precisions": ["float32", "bfloat16"],
     "lite_images": 1000, "paper_images": 50, "bf16_images": 20, "peer_images": 8,
     "rss_images": 100, "rss_factor": 10, "pipeline_images": 1000, "metrics_pairs": 1000,
-    "export_model": LITE, "export_size": 320, "export_images": 200,
+    "export_model": LITE, "export_size": 256, "export_images": 200,
     "export_formats": EXPORT_FORMATS, "calibration_images": 32, "export_check_images": 8,
     "export_timing": 10,
     "tiny": False,

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from basnet_cli.cli.app import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, app, console, err_console, fail
+from basnet_cli.model.config import DEFAULT_SIZE
 
 _HELP = """Salient-object metrics: MAE, F-measure (max/mean/adaptive), weighted F, S-measure,
 E-measure (max/mean/adaptive) and BASNet's relaxed boundary F-measure.
@@ -130,7 +131,7 @@ def evaluate_command(
     ] = "basnet-lite",
     size: Annotated[int, typer.Option(
         "--size", "-s", help="Model mode: network input side (multiple of 32); maps are "
-                             "resized back to each mask's size.")] = 320,
+                             "resized back to each mask's size.")] = DEFAULT_SIZE,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
                                             help="Model mode: images per model call.")] = 4,
     save_maps: Annotated[str | None, typer.Option(

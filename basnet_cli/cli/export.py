@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from basnet_cli.cli.app import EXIT_FAILURES, EXIT_USAGE, app, console, err_console, fail
+from basnet_cli.model.config import DEFAULT_SIZE
 
 _HELP = "\n\n".join([
     "Export a trained BASNet for servers, phones and browsers, and prove the export equal.",
@@ -49,7 +50,7 @@ def export_command(
                                  "each format supports).")] = "none",
     size: Annotated[int, typer.Option(
         "--size", "-s", help="Input side in pixels (multiple of 32): fixed in savedmodel, "
-                             "tflite and tfjs; the check size for keras and onnx.")] = 320,
+                             "tflite and tfjs; the check size for keras and onnx.")] = DEFAULT_SIZE,
     out: Annotated[str | None, typer.Option(
         "--out", "-o", help="File (.keras, .tflite, .onnx) or folder (savedmodel, tfjs) to "
                             "write. Default: <model>[-<size>][-<quantize>].<ext> here.",

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from basnet_cli.cli.app import EXIT_USAGE, app, console, err_console, fail
+from basnet_cli.model.config import DEFAULT_SIZE
 
 _HELP = """Predict salient-object masks for files, folders and globs of photos.
 
@@ -111,7 +112,7 @@ def predict_command(
     size: Annotated[int, typer.Option(
         "--size", "-s", help="Network input side in pixels, a multiple of 32. Each photo is "
                              "resized to size x size, and the map back to the photo's size.")
-    ] = 320,
+    ] = DEFAULT_SIZE,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
                                             help="Images per model call.")] = 8,
     recursive: Annotated[bool, typer.Option(
