@@ -20,7 +20,7 @@ install-jax:
 	$(BIN)/pip install "jax>=0.10"
 
 test:
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=20
 
 test-fast:
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
