@@ -14,6 +14,13 @@ import pytest  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# XLA's CPU compiler at its lowest optimisation level, for tests that run Keras under JAX in a
+# subprocess: building the model compiles dozens of small programs (one per initialiser shape),
+# then the forward or train step; at the default level that is most of the test (measured 40 s
+# -> 8 s for building the tiny model).  Same numerics.
+FAST_XLA = {"XLA_FLAGS": "--xla_backend_optimization_level=0 "
+                         "--xla_llvm_disable_expensive_passes=true"}
+
 
 def make_pair(rng: np.random.Generator, size: tuple[int, int] = (72, 72)):
     """A noisy background with a red disc; the mask is the disc."""

@@ -14,6 +14,7 @@ import pytest
 from basnet_cli.model.basnet import OUTPUT_NAMES, build_basnet, inference_model
 from basnet_cli.model.config import LITE, PAPER, PRESETS, R18, TINY, BASNetConfig
 from basnet_cli.model.flops import count_macs
+from tests.conftest import FAST_XLA
 
 
 def n_trainable(model) -> int:
@@ -162,12 +163,6 @@ def test_config_roundtrip():
     for config in PRESETS.values():
         assert BASNetConfig.from_dict(config.to_dict()) == config
 
-
-# XLA's CPU compiler at its lowest optimisation level: the JAX runs compile dozens of small
-# programs (one per initialiser shape) and the forward pass; at the default level that takes
-# most of the test (measured 40 s -> 8 s for building the tiny model).  Same numerics.
-FAST_XLA = {"XLA_FLAGS": "--xla_backend_optimization_level=0 "
-                         "--xla_llvm_disable_expensive_passes=true"}
 
 _OTHER_BACKEND_SCRIPT = """
 import numpy as np, keras

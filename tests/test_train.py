@@ -19,7 +19,7 @@ from PIL import Image
 
 from basnet_cli.data import AugmentConfig, DatasetError, find_pairs, load_mask, train_dataset
 from basnet_cli.train import NonFiniteLoss, Trainer, TrainOptions
-from tests.conftest import write_dataset
+from tests.conftest import FAST_XLA, write_dataset
 
 TINY_OPTS = {"model": "basnet-tiny", "resize": 72, "crop": 64, "batch_size": 4,
              "precision": "float32", "log_every": 1000}
@@ -335,11 +335,7 @@ def test_python_input_pipeline_matches_tfdata_order(synth_dataset):
 def test_trains_under_jax_with_the_python_pipeline(synth_dataset, tmp_path):
     pytest.importorskip("jax", reason="jax is not installed (make install-jax)")
     run = tmp_path / "run"
-    # XLA's CPU compiler at its lowest optimisation level (as in test_model): building the
-    # model under JAX compiles dozens of small programs, then the train and predict steps.
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_backend_optimization_level=0 "
-                         "--xla_llvm_disable_expensive_passes=true")
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", **FAST_XLA)
     proc = subprocess.run(_train_cmd(synth_dataset, run, "--steps", "3", "--val-split", "0.25",
                                      "--input-pipeline", "python", "--json"),
                           capture_output=True, text=True, timeout=600, env=env)
