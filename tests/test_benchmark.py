@@ -3,8 +3,8 @@
 Everything runs ``basnet-tiny`` at toy sizes.  The suite test runs ``bench/run_bench.py
 --smoke`` in this process on a synthetic ECSSD-like folder, with two ``basnet predict``
 subprocesses (lite and keras-io roles); the export test runs its section on a few formats (one
-``basnet predict`` each); the complete smoke suite (training, every predict row, peak-RSS rows,
-every export format) is marked slow.
+``basnet predict`` each); the rest (training, bfloat16 rows, the paper predict row, the peak-RSS
+rows) runs in one slow-marked test.
 """
 
 from __future__ import annotations
@@ -161,40 +161,38 @@ def test_bench_suite_smoke(ecssd_like: Path, tmp_path: Path) -> None:
     assert "run 2: `python bench/run_bench.py --smoke" in (out / "results.md").read_text()
 
 
-CHEAP_EXPORTS = ("keras", "tflite:float16", "onnx:float16")
-
-
 @pytest.mark.slow
-def test_bench_suite_smoke_complete(ecssd_like: Path, tmp_path: Path) -> None:
-    """Every section, both precisions, the 2x-files peak-RSS run (several minutes on 2 cores)."""
+def test_bench_suite_smoke_training_bfloat16_and_rss(ecssd_like: Path, tmp_path: Path) -> None:
+    """What the two tests around it leave out, through the command line: the train section,
+    bfloat16 rows, the paper-preset predict row and the peak-RSS run on 2x the files (its 1x
+    baseline is the lite predict row, not a run of its own)."""
     import subprocess
 
     out = tmp_path / "bench"
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "run_bench.py"), "--smoke",
                            "--out", str(out), "--ecssd", str(ecssd_like),
-                           "--precisions", "float32,bfloat16", "--rss-images", "2",
-                           # every format is exported in tests/test_export.py; here the export
-                           # section runs with the cheap ones (the int8 calibrations take minutes)
-                           "--export-formats", ",".join(CHEAP_EXPORTS)],
+                           # pipeline, metrics (test_bench_suite_smoke) and export
+                           # (test_bench_export_smoke) are covered in this process
+                           "--sections", "inference,train,predict",
+                           "--precisions", "float32,bfloat16", "--rss-images", "4"],
                           capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = _check_results(out)
-    ids = {r["id"] for r in data["rows"]}
+    assert data["skipped"] == []
+    rows = {r["id"]: r for r in data["rows"]}
     for precision in ("float32", "bfloat16"):
         for role in ("paper", "lite"):
-            assert f"inference/{role}/{precision}/64" in ids
-        assert f"train/paper/{precision}/64" in ids
-    assert "inference/peer/float32/64" in ids
+            assert f"inference/{role}/{precision}/64" in rows
+        assert f"train/paper/{precision}/64" in rows
+    assert "inference/peer/float32/64" in rows
     assert {"predict/lite/float32/4", "predict/paper/float32/4", "predict/peer/float32/2",
-            "predict-rss/lite/x1/2", "predict-rss/lite/x2/2"} <= ids
+            "predict-rss/lite/x2/4"} <= set(rows)
+    assert not any(r.startswith("predict-rss/lite/x1") for r in rows)
+    many = rows["predict-rss/lite/x2/4"]
+    assert many["rss_baseline"] == "predict/lite/float32/4" and many["images"] == 8
+    assert {r["section"] for r in data["rows"]} == {"inference", "train", "predict"}
     assert any(h["ratio"] == "predict 64px end-to-end: paper preset float32 / keras-io design "
                              "float32" for h in data["headline"])
-    exported = {r["id"] for r in data["rows"] if r["section"] == "export"}
-    skipped = {s["id"]: s["reason"] for s in data["skipped"]}
-    assert "export/keras" in exported
-    for fmt in CHEAP_EXPORTS:
-        row_id = "export/" + fmt.replace(":", "-")
-        assert row_id in exported or skipped.get(row_id), row_id  # a row, or a reason
     rss = [h for h in data["headline"] if h["ratio"].startswith("predict peak RSS")]
     assert len(rss) == 1 and _positive(rss[0]["value"])
     assert any(h["ratio"].startswith("train 64px: paper preset bfloat16 / float32")
