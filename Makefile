@@ -19,11 +19,16 @@ install-torch:
 install-jax:
 	$(BIN)/pip install "jax>=0.10"
 
+# Tests run in TEST_WORKERS processes (pytest-xdist; the CI machine has 2 cores, and much of a
+# test is single-threaded Python, imports and subprocess start-up).  TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+PYTEST = $(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal
+
 test:
-	$(BIN)/pytest -q -p no:cacheprovider --durations=20
+	$(PYTEST) --durations=20
 
 test-fast:
-	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint:
 	$(BIN)/ruff check basnet_cli tests bench docs
