@@ -13,6 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from PIL import Image
@@ -167,6 +168,10 @@ def test_trains_on_synthetic_set_and_writes_run_folder(trained_run):
     assert log[0].startswith("epoch,step,loss,mae,maxf") and len(log) == 3
     config = json.loads((run / "config.json").read_text())
     assert config["options"]["crop"] == 64 and config["preset"]["name"] == "basnet-tiny"
+    # best/final hold the model alone (the optimizer state is last.keras' business)
+    for name in ("best.weights.h5", "final.weights.h5"):
+        with h5py.File(run / name, "r") as f:
+            assert "optimizer" not in f and "layers" in f, (name, list(f))
 
 
 def _weights(*paths: Path, seed: int) -> list[list[np.ndarray]]:
