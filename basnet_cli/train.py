@@ -159,11 +159,11 @@ def _save_weights_atomic(model, path: Path) -> None:
     """The model's weights alone.  A compiled model's ``save_weights`` also writes the optimizer
     state (with Adam three times the size: 52 MB instead of 18 for ``basnet-lite``); the state
     for ``--resume`` lives in ``last.keras``."""
+    from basnet_cli.convert import save_weights_atomic
+
     bare = type(model).from_config(model.get_config())  # uncompiled (clone_model compiles)
     bare.set_weights(model.get_weights())
-    tmp = path.with_name(path.name.replace(".weights.h5", "-tmp.weights.h5"))
-    bare.save_weights(tmp)
-    os.replace(tmp, path)
+    save_weights_atomic(bare, path)
 
 
 def _load_pairs(opts: TrainOptions, state: RunState, warn: Callable[[str], None]):
