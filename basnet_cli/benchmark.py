@@ -94,6 +94,38 @@ def load_average() -> list[float] | None:
         return None
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies of all CPUs from /proc/stat (Linux), else None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 5:
+        return None
+    return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user..steal
+
+
+def cpu_busy_fraction(window_s: float = 1.0) -> float | None:
+    """Share of all CPUs' time spent busy during the next ``window_s`` seconds (0..1).
+
+    Unlike the 1-minute load average, which still reads high a minute after a heavy job has
+    ended, this says whether something is running now. Taken while the caller sleeps, so it
+    measures the other processes. None where /proc/stat is missing (not Linux).
+    """
+    first = _cpu_times()
+    if first is None:
+        return None
+    time.sleep(window_s)
+    second = _cpu_times()
+    if second is None:
+        return None
+    total = second[1] - first[1]
+    if total <= 0:
+        return None
+    return round(min(1.0, max(0.0, 1.0 - (second[0] - first[0]) / total)), 3)
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, the CPU features relevant to precision, memory, OS, Python."""
     from basnet_cli.runtime import cpu_flags

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -150,6 +153,8 @@ def test_bench_suite_smoke(ecssd_like: Path, tmp_path: Path) -> None:
     assert any(r.startswith("metrics: basnet-cli / PySODMetrics") for r in ratios)
     assert all(_positive(h["value"]) for h in data["headline"])
     assert data["skipped"] == []
+    if Path("/proc/stat").is_file():
+        assert 0.0 <= data["cpu_busy_start"] <= 1.0
 
     # --update re-runs one section and keeps the others' rows.
     assert run_bench.main(["--smoke", "--out", str(out), "--ecssd", str(ecssd_like),
@@ -255,3 +260,21 @@ def test_bench_export_smoke(ecssd_like: Path, tmp_path: Path) -> None:
     int8 = rows[1]
     assert "--calibration <the last 3 ECSSD photos" in int8["command"]
     assert any(h["ratio"].startswith("export basnet-tiny 64px: ") for h in data["headline"])
+
+
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs Linux /proc/stat")
+def test_cpu_busy_fraction_sees_spinning_processes() -> None:
+    from basnet_cli.benchmark import cpu_busy_fraction
+
+    cores = os.cpu_count() or 1
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(cores)]
+    try:
+        time.sleep(0.3)
+        busy = cpu_busy_fraction(1.0)
+    finally:
+        for proc in spinners:
+            proc.kill()
+            proc.wait()
+    # One spinner per core: the CPUs are (nearly) all busy, whatever the 1-minute load says.
+    assert busy is not None and busy >= 0.6, busy
