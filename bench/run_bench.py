@@ -1014,19 +1014,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.notes.append("this CPU has no AMX/AVX512-BF16 (no bfloat16 arithmetic in "
                             "hardware): bfloat16 kernels are emulated and slower than float32 "
                             "here; `--precision auto` picks float32 on such CPUs")
-    busy, load = report.cpu_busy_start, report.load_start
+    # CPU time measured over one second at start where /proc/stat exists: the 1-minute load
+    # average lags a job that has just ended, which made earlier runs call a quiet machine busy.
+    busy, load, cores = report.cpu_busy_start, report.load_start, report.machine["cores"]
+    why = None
     if busy is not None:
-        # Measured over one second at start: the 1-minute load average lags a job that has
-        # just ended, which made earlier runs call a quiet machine busy.
-        if busy > 0.25:
-            report.notes.append(f"the machine was busy when the run started (other processes "
-                                f"used {busy:.0%} of the {report.machine['cores']} cores): "
-                                f"absolute numbers are pessimistic; the A/B/A/B ratios are the "
-                                f"headline")
-    elif load and load[0] > 0.5 * report.machine["cores"]:
-        report.notes.append(f"the machine was busy when the run started (1-minute load average "
-                            f"{load[0]} on {report.machine['cores']} cores): absolute numbers "
-                            f"are pessimistic; the A/B/A/B ratios are the headline")
+        why = f"other processes used {busy:.0%} of the {cores} cores" if busy > 0.25 else None
+    elif load and load[0] > 0.5 * cores:
+        why = f"1-minute load average {load[0]} on {cores} cores"
+    if why:
+        report.notes.append(f"the machine was busy when the run started ({why}): absolute "
+                            f"numbers are pessimistic; the A/B/A/B ratios are the headline")
 
     photos: list[Path] = []
     images_dir = args.ecssd / "images"
