@@ -19,7 +19,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,6 +31,10 @@ from basnet_cli.model.config import DEFAULT_PRESET
 SCHEDULES = ("constant", "cosine", "step")
 CACHE_MODES = ("none", "memory")
 PIPELINES = ("auto", "tfdata", "python")
+# What ``--resume`` may change: how long the run goes on and how it reports.  Everything else
+# (data, model, optimiser, augmentation) is fixed by the run's config.json.
+RESUME_ADJUSTABLE = ("steps", "epochs", "save_every", "log_every", "tensorboard")
+_PATH_OPTIONS = ("data", "images", "masks", "val", "init", "backbone_weights", "out")
 
 
 class TrainError(RuntimeError):
@@ -130,6 +134,7 @@ class RunState:
     history: list[dict] = field(default_factory=list)
     unmatched: str = ""
     resumed_from_step: int | None = None
+    already_done: bool = False  # resumed a run that had already reached its last step
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -313,20 +318,25 @@ class Trainer:
     """Runs one training job; ``on_event(kind, state)`` reports progress to the CLI."""
 
     def __init__(self, opts: TrainOptions, *, resume: Path | None = None,
+                 given: Iterable[str] = (),
                  on_event: Callable[[str, RunState], None] | None = None,
                  warn: Callable[[str], None] | None = None) -> None:
+        """``given``: the options the user set explicitly; with ``resume`` those in
+        RESUME_ADJUSTABLE replace the run's own (``--steps``/``--epochs`` extend it), any
+        other one must equal the run's value."""
+        self.on_event = on_event or (lambda kind, state: None)
+        self.warn = warn or (lambda msg: None)
         self.resume_dir = Path(resume) if resume else None
+        self._resume_changed: list[str] = []
         if self.resume_dir is not None:
             cfg_path = self.resume_dir / "config.json"
             if not cfg_path.is_file():
                 raise TrainError(f"{self.resume_dir}: no config.json, not a run folder")
             saved = json.loads(cfg_path.read_text())["options"]
-            opts = TrainOptions(**saved)
-            opts.out = str(self.resume_dir)
+            opts, self._resume_changed = _resume_options(
+                TrainOptions(**saved), opts, set(given), self.resume_dir)
         opts.validate()
         self.opts = opts
-        self.on_event = on_event or (lambda kind, state: None)
-        self.warn = warn or (lambda msg: None)
         run_dir = Path(opts.out) if opts.out else next_run_dir()
         self.state = RunState(run_dir=run_dir)
         self._stop_signal: str | None = None
@@ -423,6 +433,9 @@ class Trainer:
                 model = keras.saving.load_model(last, safe_mode=True)
                 st.global_step = int(np.asarray(model.optimizer.iterations))
                 st.resumed_from_step = st.global_step
+                st.history = _read_log(st.run_dir / "log.csv")
+                if self._resume_changed:
+                    self._update_config(st.total_steps)
                 prev = st.run_dir / "state.json"
                 if prev.is_file():
                     saved = json.loads(prev.read_text())
@@ -451,6 +464,12 @@ class Trainer:
                               loss=[HybridLoss(name=f"{n}_loss") for n in OUTPUT_NAMES])
                 self._write_config(model, source.config.to_dict() if source.config else None)
         if st.global_step >= st.total_steps:
+            st.already_done = self.resume_dir is not None
+            summary = st.run_dir / "summary.json"
+            if st.already_done and summary.is_file():  # keep the summary of the real run
+                self.summary = json.loads(summary.read_text())
+                self.on_event("done", st)
+                return st
             self.on_event("done", st)
             return self._finish(model)
         if strategy is None:
@@ -543,6 +562,21 @@ class Trainer:
                "unmatched": st.unmatched}
         _atomic_write_text(st.run_dir / "config.json", json.dumps(cfg, indent=2))
 
+    def _update_config(self, total_steps: int) -> None:
+        """After --resume changed RESUME_ADJUSTABLE options: record them, so that the next
+        --resume goes on with them."""
+        path = self.state.run_dir / "config.json"
+        cfg = json.loads(path.read_text())
+        old_total = cfg.get("total_steps")
+        cfg["options"] = asdict(self.opts)
+        cfg["total_steps"] = total_steps
+        _atomic_write_text(path, json.dumps(cfg, indent=2))
+        if (self.opts.schedule == "cosine" and old_total is not None
+                and total_steps > old_total):
+            self.warn(f"the cosine schedule was laid out for {old_total} steps and is restored "
+                      f"as saved: after step {old_total} the learning rate stays at its final "
+                      f"value ({self.opts.lr * 0.01:g})")
+
     def _append_log(self, row: dict) -> None:
         path = self.state.run_dir / "log.csv"
         fields = ["epoch", "step", "loss", "mae", "maxf", "lr", "images_per_s"]
@@ -552,6 +586,59 @@ class Trainer:
             if new:
                 writer.writeheader()
             writer.writerow(row)
+
+
+def _resume_options(saved: TrainOptions, cli: TrainOptions, given: set[str],
+                    run_dir: Path) -> tuple[TrainOptions, list[str]]:
+    """The options of a resumed run: the saved ones, with the RESUME_ADJUSTABLE options the
+    user gave; a different value for any other option is an error (it would be ignored)."""
+    changed, conflicts = [], []
+    for name in sorted(given):
+        new, old = getattr(cli, name), getattr(saved, name)
+        if name == "out":
+            old = str(run_dir)
+        if name in RESUME_ADJUSTABLE:
+            if new != old:
+                setattr(saved, name, new)
+                changed.append(name)
+        elif not _same_option(name, new, old):
+            conflicts.append(f"--{name.replace('_', '-')} {new} (the run has {old})")
+    if conflicts:
+        raise TrainError(
+            f"{run_dir} was started with other options and --resume keeps them: "
+            f"{'; '.join(conflicts)}. With --resume only --steps, --epochs, --save-every, "
+            f"--log-every and --tensorboard can change; to train on with other options start "
+            f"a new run from its weights: --model {run_dir / 'last.keras'}")
+    if "epochs" in given and "steps" not in given and saved.steps is not None:
+        saved.steps = None  # --epochs alone: the run's length in epochs, not its old --steps
+        changed.append("steps")
+    saved.out = str(run_dir)
+    return saved, changed
+
+
+def _same_option(name: str, new, old) -> bool:
+    if name in _PATH_OPTIONS and new is not None and old is not None:
+        return os.path.realpath(new) == os.path.realpath(old)
+    return new == old
+
+
+def _read_log(path: Path) -> list[dict]:
+    """The per-epoch rows of log.csv (earlier legs of a resumed run), numbers as numbers."""
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(newline="") as fh:
+        for raw in csv.DictReader(fh):
+            row: dict = {}
+            for key, value in raw.items():
+                if value in (None, ""):
+                    continue
+                try:
+                    row[key] = int(value) if key in ("epoch", "step") else float(value)
+                except ValueError:
+                    row[key] = value
+            rows.append(row)
+    return rows
 
 
 def _train_data(pairs, opts: TrainOptions, aug: AugmentConfig, epoch: int, skip: int,

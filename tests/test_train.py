@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 from PIL import Image
 
 from basnet_cli.data import AugmentConfig, DatasetError, find_pairs, load_mask, train_dataset
-from basnet_cli.train import NonFiniteLoss, Trainer, TrainOptions
+from basnet_cli.train import NonFiniteLoss, Trainer, TrainError, TrainOptions
 from tests.conftest import FAST_XLA, write_dataset
 
 TINY_OPTS = {"model": "basnet-tiny", "resize": 72, "crop": 64, "batch_size": 4,
@@ -225,6 +226,45 @@ def test_kill_9_then_resume_continues_at_the_right_step(synth_dataset, trained_r
     gap = np.mean([float(np.abs(a - b).mean()) for a, b in zip(ref_w, run_w)])
     assert moved > 1e-4, "the reference run did not train"
     assert gap < 0.05 * moved, (gap, moved)
+
+
+def test_resume_with_steps_extends_a_finished_run_and_keeps_its_history(trained_run, tmp_path,
+                                                                        eager):
+    ref, _ = trained_run
+    run = tmp_path / "run"
+    shutil.copytree(ref, run)
+    before = json.loads((run / "summary.json").read_text())
+    # Without a new length the finished run is left as it was, summary included.
+    state = Trainer(TrainOptions(), resume=run).run()
+    assert state.already_done and state.global_step == 4
+    assert json.loads((run / "summary.json").read_text()) == before
+    # --steps 6: one more epoch of 2 steps from the saved optimizer state.
+    state = Trainer(TrainOptions(steps=6), resume=run, given={"steps"}).run()
+    assert not state.already_done and state.resumed_from_step == 4 and state.global_step == 6
+    summary = json.loads((run / "summary.json").read_text())
+    assert [row["step"] for row in summary["history"]] == [2, 4, 6]
+    assert summary["history"][:2] == before["history"]
+    assert len((run / "log.csv").read_text().splitlines()) == 4
+    # The new length is the run's from now on: a plain --resume has nothing left to do.
+    assert json.loads((run / "config.json").read_text())["options"]["steps"] == 6
+    assert Trainer(TrainOptions(), resume=run).run().already_done
+
+
+def test_resume_refuses_options_it_would_ignore(trained_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from basnet_cli.cli import app
+
+    run, _ = trained_run
+    # The run's own values may be repeated (a re-used command line); other values may not.
+    Trainer(TrainOptions(lr=SHARED_RUN["lr"], out=str(run)), resume=run, given={"lr", "out"})
+    with pytest.raises(TrainError, match=r"--lr 0.5 \(the run has 0.003\)"):
+        Trainer(TrainOptions(lr=0.5), resume=run, given={"lr"})
+    res = CliRunner().invoke(app, ["train", "--resume", str(run), "--crop", "96",
+                                   "--batch-size", "4"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "--crop 96 (the run has 64)" in text, text
+    assert "--batch-size" not in text and "last.keras" in text
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_130(synth_dataset, tmp_path):

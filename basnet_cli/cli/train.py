@@ -20,6 +20,7 @@ _RUN = "Run folder and output"
 
 @app.command("train")
 def train_command(
+    ctx: typer.Context,
     data: Annotated[str | None, typer.Argument(
         help="Dataset folder: DUTS layout (<name>-Image/ + <name>-Mask/) or images/ + masks/.",
         show_default=False)] = None,
@@ -98,8 +99,10 @@ def train_command(
     out: Annotated[str | None, typer.Option(
         help="Run folder (default: runs/train-N, first free N).", rich_help_panel=_RUN)] = None,
     resume: Annotated[Path | None, typer.Option(
-        help="Continue the run in this folder exactly where it stopped (its config.json "
-             "supplies all other options).", rich_help_panel=_RUN)] = None,
+        help="Continue the run in this folder exactly where it stopped; its config.json "
+             "supplies the other options. --steps/--epochs extend a run (also a finished "
+             "one); --save-every, --log-every, --tensorboard may change; any other option "
+             "given must match the run's.", rich_help_panel=_RUN)] = None,
     save_every: Annotated[int, typer.Option(
         help="Write the last checkpoint every N steps (and each epoch).",
         rich_help_panel=_RUN)] = 200,
@@ -138,7 +141,8 @@ def train_command(
     show = not quiet and not json_out
     display = _Display(show, log_every)
     try:
-        trainer = Trainer(opts, resume=resume, on_event=display.event,
+        trainer = Trainer(opts, resume=resume, given=_given_options(ctx),
+                          on_event=display.event,
                           warn=lambda m: err_console.print(f"[yellow]warning:[/] {m}",
                                                            highlight=False))
         state = trainer.run()
@@ -153,6 +157,10 @@ def train_command(
     summary = trainer.summary
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
+    elif not quiet and state.already_done:
+        console.print(f"nothing to do: {state.run_dir} is already at step {state.global_step}/"
+                      f"{state.total_steps}; give --steps or --epochs with --resume to train "
+                      f"further", highlight=False)
     elif not quiet:
         best = summary["best"]
         best_txt = (f", best val MAE {best['mae']:.4f} / max F {best['maxf']:.4f} "
@@ -164,6 +172,22 @@ def train_command(
     if state.stopped == "signal":
         raise typer.Exit(130)
     raise typer.Exit(EXIT_OK)
+
+
+def _given_options(ctx: typer.Context) -> set[str]:
+    """The TrainOptions fields set on the command line (or from the environment)."""
+    from basnet_cli.train import TrainOptions
+
+    fields = set(TrainOptions.__dataclass_fields__)
+    given = set()
+    for name in ctx.params:
+        # click's ParameterSource (vendored by recent Typer), compared by name
+        source = getattr(ctx.get_parameter_source(name), "name", None)
+        if source in ("COMMANDLINE", "ENVIRONMENT"):
+            field = "data" if name == "data_opt" else name
+            if field in fields:
+                given.add(field)
+    return given
 
 
 def _usage(message: str) -> typer.Exit:
