@@ -34,7 +34,7 @@ PIPELINES = ("auto", "tfdata", "python")
 # What ``--resume`` may change: how long the run goes on and how it reports.  Everything else
 # (data, model, optimiser, augmentation) is fixed by the run's config.json.
 RESUME_ADJUSTABLE = ("steps", "epochs", "save_every", "log_every", "tensorboard")
-_PATH_OPTIONS = ("data", "images", "masks", "val", "init", "backbone_weights", "out")
+_PATH_OPTIONS = ("data", "images", "masks", "val", "model", "init", "backbone_weights", "out")
 
 
 class TrainError(RuntimeError):
