@@ -31,6 +31,7 @@ from basnet_cli.model.config import DEFAULT_PRESET
 SCHEDULES = ("constant", "cosine", "step")
 CACHE_MODES = ("none", "memory")
 PIPELINES = ("auto", "tfdata", "python")
+COSINE_FINAL = 0.01  # --schedule cosine ends at this fraction of --lr
 # What ``--resume`` may change: how long the run goes on and how it reports.  Everything else
 # (data, model, optimiser, augmentation) is fixed by the run's config.json.
 RESUME_ADJUSTABLE = ("steps", "epochs", "save_every", "log_every", "tensorboard")
@@ -203,9 +204,10 @@ def _make_lr(opts: TrainOptions, total_steps: int):
         decay = max(1, total_steps - opts.warmup_steps)
         if opts.warmup_steps:
             return keras.optimizers.schedules.CosineDecay(
-                0.0, decay_steps=decay, alpha=0.01, warmup_target=opts.lr,
+                0.0, decay_steps=decay, alpha=COSINE_FINAL, warmup_target=opts.lr,
                 warmup_steps=opts.warmup_steps)
-        return keras.optimizers.schedules.CosineDecay(opts.lr, decay_steps=decay, alpha=0.01)
+        return keras.optimizers.schedules.CosineDecay(opts.lr, decay_steps=decay,
+                                                      alpha=COSINE_FINAL)
     if opts.schedule == "step":
         step_size = opts.step_size or max(1, total_steps // 3)
         return keras.optimizers.schedules.ExponentialDecay(
@@ -328,13 +330,15 @@ class Trainer:
         self.warn = warn or (lambda msg: None)
         self.resume_dir = Path(resume) if resume else None
         self._resume_changed: list[str] = []
+        self._resume_config: dict = {}  # the run's config.json, when resuming
         if self.resume_dir is not None:
             cfg_path = self.resume_dir / "config.json"
             if not cfg_path.is_file():
                 raise TrainError(f"{self.resume_dir}: no config.json, not a run folder")
-            saved = json.loads(cfg_path.read_text())["options"]
+            self._resume_config = json.loads(cfg_path.read_text())
             opts, self._resume_changed = _resume_options(
-                TrainOptions(**saved), opts, set(given), self.resume_dir)
+                TrainOptions(**self._resume_config["options"]), opts, set(given),
+                self.resume_dir)
         opts.validate()
         self.opts = opts
         run_dir = Path(opts.out) if opts.out else next_run_dir()
@@ -465,12 +469,11 @@ class Trainer:
                 self._write_config(model, source.config.to_dict() if source.config else None)
         if st.global_step >= st.total_steps:
             st.already_done = self.resume_dir is not None
+            self.on_event("done", st)
             summary = st.run_dir / "summary.json"
             if st.already_done and summary.is_file():  # keep the summary of the real run
                 self.summary = json.loads(summary.read_text())
-                self.on_event("done", st)
                 return st
-            self.on_event("done", st)
             return self._finish(model)
         if strategy is None:
             _build_training_state(model)
@@ -565,17 +568,16 @@ class Trainer:
     def _update_config(self, total_steps: int) -> None:
         """After --resume changed RESUME_ADJUSTABLE options: record them, so that the next
         --resume goes on with them."""
-        path = self.state.run_dir / "config.json"
-        cfg = json.loads(path.read_text())
+        cfg = self._resume_config
         old_total = cfg.get("total_steps")
         cfg["options"] = asdict(self.opts)
         cfg["total_steps"] = total_steps
-        _atomic_write_text(path, json.dumps(cfg, indent=2))
+        _atomic_write_text(self.state.run_dir / "config.json", json.dumps(cfg, indent=2))
         if (self.opts.schedule == "cosine" and old_total is not None
                 and total_steps > old_total):
             self.warn(f"the cosine schedule was laid out for {old_total} steps and is restored "
                       f"as saved: after step {old_total} the learning rate stays at its final "
-                      f"value ({self.opts.lr * 0.01:g})")
+                      f"value ({self.opts.lr * COSINE_FINAL:g})")
 
     def _append_log(self, row: dict) -> None:
         path = self.state.run_dir / "log.csv"
