@@ -249,6 +249,16 @@ def split_pairs(pairs: list[tuple[Path, Path]], fraction: float, seed: int
     return train, val
 
 
+
+def limit_pairs(pairs: list[tuple[Path, Path]], limit: int, seed: int
+                ) -> list[tuple[Path, Path]]:
+    """At most ``limit`` of ``pairs`` (0: all), a seeded choice kept in the original order (how
+    ``basnet train --val-limit`` picks its validation pairs)."""
+    if not limit or len(pairs) <= limit:
+        return pairs
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    return [pairs[i] for i in sorted(order[:limit])]
+
 # --------------------------------------------------------------------------------------------
 # Pure-Python input path (Pillow + NumPy) for Keras backends without TensorFlow (e.g. a GPU
 # machine with JAX only).  Same order and the same kind of augmentation as the tf.data path

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from basnet_cli.data import AugmentConfig, DatasetError, find_pairs, split_pairs
+from basnet_cli.data import AugmentConfig, DatasetError, find_pairs, limit_pairs, split_pairs
 from basnet_cli.model.config import DEFAULT_PRESET
 
 SCHEDULES = ("constant", "cosine", "step")
@@ -190,10 +190,7 @@ def _load_pairs(opts: TrainOptions, state: RunState, warn: Callable[[str], None]
             warn(f"validation: skipping unmatched files: {vscan.describe_unmatched()}")
     elif opts.val_split > 0:
         train_pairs, val_pairs = split_pairs(train_pairs, opts.val_split, opts.seed)
-    if opts.val_limit and len(val_pairs) > opts.val_limit:
-        order = np.random.default_rng(opts.seed + 1).permutation(len(val_pairs))
-        val_pairs = [val_pairs[i] for i in sorted(order[: opts.val_limit])]
-    return train_pairs, val_pairs
+    return train_pairs, limit_pairs(val_pairs, opts.val_limit, opts.seed + 1)
 
 
 def _make_lr(opts: TrainOptions, total_steps: int):

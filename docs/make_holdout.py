@@ -13,17 +13,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from basnet_cli.data import find_pairs, split_pairs
+from basnet_cli.data import find_pairs, limit_pairs, split_pairs
 
 
 def main(root: Path, out: Path, fraction: float = 0.02, limit: int = 200, seed: int = 0) -> int:
     """Link the hold-out pairs (the same selection as `basnet train`'s) under ``out``."""
     _, val = split_pairs(find_pairs(root).pairs, fraction, seed)
-    if limit and len(val) > limit:  # as train._load_pairs picks --val-limit pairs
-        order = np.random.default_rng(seed + 1).permutation(len(val))
-        val = [val[i] for i in sorted(order[:limit])]
+    val = limit_pairs(val, limit, seed + 1)  # as train._load_pairs does
     for sub in ("images", "masks"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for image, mask in val:
