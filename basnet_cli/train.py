@@ -78,6 +78,7 @@ class TrainOptions:
     flip: bool = True
     cache: str = "none"
     seed: int = 0
+    shuffle_seed: int | None = None
     precision: str = "auto"
     save_every: int = 200
     log_every: int = 50
@@ -103,6 +104,12 @@ class TrainOptions:
             raise TrainError("--batch-size must be at least 1")
         if self.input_pipeline not in PIPELINES:
             raise TrainError(f"--input-pipeline must be one of {', '.join(PIPELINES)}")
+
+    def data_seed(self) -> int:
+        """The seed of the training order and augmentation: ``--shuffle-seed`` when given, else
+        ``--seed``. A new stage started from earlier weights with the same ``--seed`` (so the
+        same validation split) would otherwise see the same images first again."""
+        return self.seed if self.shuffle_seed is None else self.shuffle_seed
 
     def pipeline(self) -> str:
         """The concrete input pipeline (``auto`` resolved on this machine)."""
@@ -645,14 +652,14 @@ def _train_data(pairs, opts: TrainOptions, aug: AugmentConfig, epoch: int, skip:
     from basnet_cli.data import python_train_batches, train_dataset
 
     if opts.pipeline() == "python":
-        return python_train_batches(pairs, batch_size=opts.batch_size, aug=aug, seed=opts.seed,
-                                    epoch=epoch, skip_batches=skip)
+        return python_train_batches(pairs, batch_size=opts.batch_size, aug=aug,
+                                    seed=opts.data_seed(), epoch=epoch, skip_batches=skip)
     cache = None
     if opts.cache == "memory":
         cache = "memory"
     elif opts.cache.startswith("file:"):
         cache = opts.cache[len("file:"):]
-    return train_dataset(pairs, batch_size=opts.batch_size, aug=aug, seed=opts.seed,
+    return train_dataset(pairs, batch_size=opts.batch_size, aug=aug, seed=opts.data_seed(),
                          epoch=epoch, skip_batches=skip, cache=cache)
 
 

@@ -96,6 +96,28 @@ def test_pipeline_is_deterministic_and_skip_matches(synth_dataset):
     assert not np.array_equal(full[0], other_epoch[0])
 
 
+def test_shuffle_seed_changes_the_order_but_not_the_validation_split(synth_dataset, tmp_path):
+    from basnet_cli.train import RunState, _load_pairs, _train_data
+
+    base = TrainOptions(data=str(synth_dataset), val_split=0.25, seed=2, **TINY_OPTS)
+    same = TrainOptions(data=str(synth_dataset), val_split=0.25, seed=2, shuffle_seed=2,
+                        **TINY_OPTS)
+    other = TrainOptions(data=str(synth_dataset), val_split=0.25, seed=2, shuffle_seed=9,
+                         **TINY_OPTS)
+    assert (base.data_seed(), other.data_seed()) == (2, 9)
+    splits = [_load_pairs(o, RunState(run_dir=tmp_path), print) for o in (base, same, other)]
+    assert splits[0] == splits[1] == splits[2]  # the hold-out stays put
+    train_pairs = splits[0][0]
+    aug = AugmentConfig(72, 64, True)
+
+    def first_batch(opts):
+        x, _ = next(iter(_train_data(train_pairs, opts, aug, epoch=0, skip=0, strategy=None)))
+        return np.asarray(x)
+
+    np.testing.assert_array_equal(first_batch(base), first_batch(same))
+    assert not np.array_equal(first_batch(base), first_batch(other))
+
+
 # Most training tests run every tf.function eagerly (tf.config.run_functions_eagerly), here
 # and in the `basnet` subprocesses (_EAGER_BASNET): they take a handful of steps of the tiny
 # model, where tracing its train step would be nearly all the time (about 50 CPU-s per process

@@ -51,8 +51,13 @@ def train_command(
     cache: Annotated[str, typer.Option(
         help="Cache decoded pairs: none, memory, or file:PATH.", rich_help_panel=_DATA)] = "none",
     seed: Annotated[int, typer.Option(
-        help="Seed for shuffling, augmentation and the validation split.",
-        rich_help_panel=_DATA)] = 0,
+        help="Seed for the validation split, the initial weights, and (unless --shuffle-seed "
+             "is given) shuffling and augmentation.", rich_help_panel=_DATA)] = 0,
+    shuffle_seed: Annotated[int | None, typer.Option(
+        help="Seed for the training order and augmentation only (default: --seed). Give a "
+             "new one when a new stage starts from earlier weights with the same --seed, so "
+             "it keeps the validation split but does not see the same images first again.",
+        rich_help_panel=_DATA, show_default=False)] = None,
     model: Annotated[str, typer.Option(
         help="Preset to train (basnet, basnet-r18, basnet-lite) or a weights file to start "
              "from.", rich_help_panel=_OPT)] = DEFAULT_PRESET,
@@ -136,6 +141,7 @@ def train_command(
         steps=steps, batch_size=batch_size, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
         weight_decay=weight_decay, schedule=schedule, step_size=step_size, gamma=gamma,
         warmup_steps=warmup_steps, resize=resize, crop=crop, flip=flip, cache=cache, seed=seed,
+        shuffle_seed=shuffle_seed,
         precision=precision, save_every=save_every, log_every=log_every,
         cpu_devices=cpu_devices, tensorboard=tensorboard, input_pipeline=input_pipeline)
     show = not quiet and not json_out
