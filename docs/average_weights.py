@@ -1,0 +1,53 @@
+"""Average the weights of two or more files of one preset into a new `.weights.h5`.
+
+How the bundled `basnet-lite` file of session 9 was made (see weights/README.md): the plain
+mean of every weight (BatchNorm statistics included) of the previous bundled file and the
+final weights of a fine-tuning stage started from it, kept because it scored better on the
+DUTS-TR hold-out than either file alone:
+
+    python docs/average_weights.py runs/old.weights.h5 runs/lite-s9/final.weights.h5 \
+        --out runs/avg.weights.h5
+    basnet evaluate --images runs/holdout/images --masks runs/holdout/masks \
+        --model runs/avg.weights.h5 --size 256 --no-report
+
+Averaging only makes sense for weights of one training lineage (one started from the other).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+
+def average(files: list[Path], out: Path, preset: str = "basnet-lite") -> Path:
+    """Write the element-wise mean of ``files``' weights (all of ``preset``) to ``out``."""
+    from basnet_cli.convert import save_weights_atomic
+    from basnet_cli.model.basnet import build_basnet
+    from basnet_cli.model.config import get_preset
+
+    config = get_preset(preset)
+    weights = []
+    for path in files:
+        model = build_basnet(config)
+        model.load_weights(path)
+        weights.append(model.get_weights())
+    mean = [np.mean(np.stack(group), axis=0).astype(group[0].dtype) for group in zip(*weights)]
+    model.set_weights(mean)
+    return save_weights_atomic(model, out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", type=Path, help="two or more .weights.h5 files")
+    parser.add_argument("--out", type=Path, required=True, help="the averaged .weights.h5")
+    parser.add_argument("--preset", default="basnet-lite", help="their preset (basnet-lite)")
+    args = parser.parse_args()
+    if len(args.files) < 2:
+        parser.error("give at least two weight files")
+    print(f"averaged {len(args.files)} files -> {average(args.files, args.out, args.preset)}")
+
+
+if __name__ == "__main__":
+    main()
