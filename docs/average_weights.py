@@ -21,28 +21,28 @@ from pathlib import Path
 import numpy as np
 
 
-def average(files: list[Path], out: Path, preset: str = "basnet-lite") -> Path:
-    """Write the element-wise mean of ``files``' weights (all of ``preset``) to ``out``."""
-    from basnet_cli.convert import save_weights_atomic
-    from basnet_cli.model.basnet import build_basnet
-    from basnet_cli.model.config import get_preset
+def average(files: list[Path], out: Path, preset: str | None = None) -> Path:
+    """Write the element-wise mean of ``files``' weights to ``out`` as a ``.weights.h5``.
 
-    config = get_preset(preset)
-    weights = []
-    for path in files:
-        model = build_basnet(config)
-        model.load_weights(path)
-        weights.append(model.get_weights())
+    Each file is loaded as ``--model`` loads it (``.weights.h5`` of ``preset``, or of the preset
+    its name or shapes give; or ``.keras``), so all must be of one preset.
+    """
+    from basnet_cli.convert import save_weights_atomic
+    from basnet_cli.model.io import load_training_model, resolve
+
+    models = [load_training_model(resolve(str(path), preset=preset)) for path in files]
+    weights = [model.get_weights() for model in models]
     mean = [np.mean(np.stack(group), axis=0).astype(group[0].dtype) for group in zip(*weights)]
-    model.set_weights(mean)
-    return save_weights_atomic(model, out)
+    models[0].set_weights(mean)
+    return save_weights_atomic(models[0], out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="+", type=Path, help="two or more .weights.h5 files")
+    parser.add_argument("files", nargs="+", type=Path,
+                        help="two or more .weights.h5 (or .keras) files of one preset")
     parser.add_argument("--out", type=Path, required=True, help="the averaged .weights.h5")
-    parser.add_argument("--preset", default="basnet-lite", help="their preset (basnet-lite)")
+    parser.add_argument("--preset", help="their preset (default: from the file names or shapes)")
     args = parser.parse_args()
     if len(args.files) < 2:
         parser.error("give at least two weight files")
