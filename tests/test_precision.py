@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from basnet_cli.model.config import DEFAULT_PRESET
 from tests.conftest import REPO
 
-WEIGHTS = REPO / "weights" / "basnet-lite.weights.h5"
+WEIGHTS = REPO / "weights" / f"{DEFAULT_PRESET}.weights.h5"
 EXAMPLES = REPO / "examples"
 
 
@@ -40,7 +41,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not WEIGHTS.is_file(), reason="bundled weights/basnet-lite.weights.h5 absent")
+@pytest.mark.skipif(not WEIGHTS.is_file(), reason=f"bundled {WEIGHTS.name} absent")
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 def test_reduced_precision_masks_within_2_over_255(reference: dict[str, np.ndarray],
                                                     tmp_path: Path, precision: str) -> None:

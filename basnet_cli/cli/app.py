@@ -22,8 +22,8 @@ app = typer.Typer(
     name="basnet",
     help=(
         "BASNet salient-object / foreground masks from the command line.\n\n"
-        "Models: every command takes --model, a preset name (basnet, basnet-r18, basnet-lite) "
-        "or a .weights.h5 / .keras file."
+        "Models: every command takes --model, a preset name (basnet-mobile, the default; basnet, "
+        "basnet-r18, basnet-lite) or a .weights.h5 / .keras file."
     ),
     no_args_is_help=True,
     add_completion=False,

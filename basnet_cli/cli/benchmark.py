@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from basnet_cli.cli.app import EXIT_USAGE, app, console, err_console, fail
+from basnet_cli.model.config import DEFAULT_PRESET
 
 _HELP = """Measure speed and memory on this machine: images/s and peak RSS.
 
@@ -71,7 +72,7 @@ def benchmark_command(
     model: Annotated[str, typer.Option(
         "--model", "-m", help="A preset (bundled weights, else random init), a .weights.h5 or "
                               ".keras file, or an exported model predict can load.")
-    ] = "basnet-lite",
+    ] = DEFAULT_PRESET,
     preset: Annotated[str | None, typer.Option(
         "--preset", help="Architecture of a .weights.h5 --model whose name does not say it.",
         show_default=False)] = None,

@@ -10,7 +10,9 @@ from typing import Annotated, Any
 import typer
 
 from basnet_cli.cli.app import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, app, console, err_console, fail
-from basnet_cli.model.config import DEFAULT_SIZE
+from basnet_cli.model.config import DEFAULT_PRESET, DEFAULT_SIZE, PUBLIC_PRESETS
+
+_PRESETS = ", ".join(PUBLIC_PRESETS)
 
 _HELP = """Salient-object metrics: MAE, F-measure (max/mean/adaptive), weighted F, S-measure,
 E-measure (max/mean/adaptive) and BASNet's relaxed boundary F-measure.
@@ -126,9 +128,9 @@ def evaluate_command(
         "--masks", help="Model mode with explicit folders: the masks (with --images).",
         show_default=False)] = None,
     model: Annotated[str, typer.Option(
-        "--model", "-m", help="Model mode: a preset with bundled weights (basnet, basnet-r18, "
-                              "basnet-lite), a .weights.h5 file or a .keras file.")
-    ] = "basnet-lite",
+        "--model", "-m", help="Model mode: a preset with bundled weights ("
+                              + _PRESETS + "), a .weights.h5 file or a .keras file.")
+    ] = DEFAULT_PRESET,
     size: Annotated[int, typer.Option(
         "--size", "-s", help="Model mode: network input side (multiple of 32); maps are "
                              "resized back to each mask's size.")] = DEFAULT_SIZE,

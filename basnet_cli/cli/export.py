@@ -9,7 +9,9 @@ import typer
 from rich.markup import escape
 
 from basnet_cli.cli.app import EXIT_FAILURES, EXIT_USAGE, app, console, err_console, fail
-from basnet_cli.model.config import DEFAULT_SIZE
+from basnet_cli.model.config import DEFAULT_PRESET, DEFAULT_SIZE, PUBLIC_PRESETS
+
+_PRESETS = ", ".join(PUBLIC_PRESETS)
 
 _HELP = "\n\n".join([
     "Export a trained BASNet for servers, phones and browsers, and prove the export equal.",
@@ -40,8 +42,9 @@ _HELP = "\n\n".join([
 @app.command("export", help=_HELP)
 def export_command(
     model: Annotated[str, typer.Option(
-        "--model", "-m", help="A preset with bundled weights (basnet, basnet-r18, basnet-lite), "
-                              "a .weights.h5 file or a .keras file.")] = "basnet-lite",
+        "--model", "-m", help="A preset with bundled weights ("
+                              + _PRESETS + "), a .weights.h5 file or a .keras file.")
+    ] = DEFAULT_PRESET,
     format: Annotated[str, typer.Option(
         "--format", "-f", help="keras, savedmodel, tflite, onnx or tfjs.",
         show_default=False)] = ...,  # type: ignore[assignment]

