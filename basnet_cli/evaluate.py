@@ -429,7 +429,7 @@ def _model_name(spec: str) -> str:
 def evaluate_model(data: str | Path | None = None, *, images: str | Path | None = None,
                    masks: str | Path | None = None, model: str = "basnet",
                    predictor: BatchPredictor | None = None, model_description: str | None = None,
-                   size: int = DEFAULT_SIZE, batch_size: int = 4,
+                   size: int | None = None, batch_size: int = 4,
                    save_maps: str | Path | None = None,
                    curve: str = "image", workers: int | None = None,
                    progress: Progress | None = None,
@@ -443,6 +443,10 @@ def evaluate_model(data: str | Path | None = None, *, images: str | Path | None 
 
     if curve not in CURVES:
         raise EvaluateUsageError(f"--curve must be one of {', '.join(CURVES)}, got {curve!r}")
+    if size is None:  # the model's default
+        from basnet_cli.model.io import default_size
+
+        size = default_size(model) if predictor is None else DEFAULT_SIZE
     if size <= 0 or size % 32:
         raise EvaluateUsageError(f"--size must be a positive multiple of 32, got {size}")
     if batch_size <= 0:

@@ -50,7 +50,6 @@ from typing import Any
 import numpy as np
 
 from basnet_cli import __version__
-from basnet_cli.model.config import DEFAULT_SIZE
 
 FORMATS = ("keras", "savedmodel", "tflite", "onnx", "tfjs")
 QUANTIZATIONS = ("none", "float16", "int8-dynamic", "int8")
@@ -161,7 +160,7 @@ class ExportOptions:
     model: str
     format: str
     quantize: str = "none"
-    size: int = DEFAULT_SIZE
+    size: int | None = None  # None: the model's default (model.io.default_size)
     out: str | Path | None = None
     preset: str | None = None
     calibration: str | Path | None = None
@@ -183,6 +182,10 @@ class ExportOptions:
             raise ExportUsageError(
                 f"--format {self.format} supports --quantize "
                 f"{', '.join(SUPPORTED[self.format])} (not {self.quantize})")
+        if self.size is None:
+            from basnet_cli.model.io import default_size
+
+            self.size = default_size(self.model, self.preset)
         if self.size < 32 or self.size % 32:
             raise ExportUsageError(f"--size must be a positive multiple of 32, got {self.size}")
         if self.quantize == "int8":

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from basnet_cli import images as imgs
-from basnet_cli.model.config import DEFAULT_PRESET, DEFAULT_SIZE
+from basnet_cli.model.config import DEFAULT_PRESET
 
 KINDS = ("mask", "binary", "cutout", "overlay")
 DEVICES = ("auto", "cpu", "gpu")
@@ -62,7 +62,7 @@ class PredictOptions:
     model: str = DEFAULT_PRESET
     preset: str | None = None
     kinds: Sequence[str] = ("mask",)
-    size: int = DEFAULT_SIZE
+    size: int | None = None  # None: the model's default (model.io.default_size)
     batch_size: int = 8
     threshold: float = 0.5
     normalize: bool = False
@@ -87,6 +87,10 @@ class PredictOptions:
                 raise PredictUsageError(f"--kind {kind!r}: expected one of {', '.join(KINDS)}")
         if len(set(kinds)) != len(kinds):
             raise PredictUsageError("--kind: each kind at most once")
+        if self.size is None:
+            from basnet_cli.model.io import default_size
+
+            self.size = default_size(self.model, self.preset)
         if self.size < 32 or self.size % 32:
             raise PredictUsageError(f"--size {self.size}: must be a positive multiple of 32")
         if self.batch_size < 1:

@@ -229,3 +229,24 @@ def test_onnx_translation_of_the_mobile_network_matches_keras():
     x = rng.uniform(0, 255, (2, 96, 160, 3)).astype("float32")
     got = session.run(None, {"image": x})[0]
     np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=2e-4)
+
+
+def test_commands_run_each_preset_at_its_own_default_size(tmp_path):
+    from basnet_cli.export import ExportOptions
+    from basnet_cli.model.io import default_size
+    from basnet_cli.predict import PredictOptions
+
+    assert default_size("basnet-mobile") == MOBILE.input_size == 224
+    assert default_size("basnet-lite") == default_size("basnet") == 256
+    assert default_size("runs/x/basnet-mobile.weights.h5") == 224
+    assert default_size("final.weights.h5", preset="basnet-mobile") == 224
+    assert default_size("model.keras") == 256
+    opts = PredictOptions(inputs=["a.jpg"], out=tmp_path, model="basnet-mobile")
+    opts.validate()
+    assert opts.size == 224
+    given = PredictOptions(inputs=["a.jpg"], out=tmp_path, model="basnet-mobile", size=320)
+    given.validate()
+    assert given.size == 320
+    export = ExportOptions(model="basnet-lite", format="onnx")
+    export.validate()
+    assert export.size == 256

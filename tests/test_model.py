@@ -167,10 +167,10 @@ def test_config_roundtrip():
 _OTHER_BACKEND_SCRIPT = """
 import numpy as np, keras
 from basnet_cli.model.basnet import build_basnet
-from basnet_cli.model.config import TINY
+from basnet_cli.model.config import PRESETS
 from basnet_cli.losses import hybrid_loss
 assert keras.backend.backend() == "{backend}", keras.backend.backend()
-m = build_basnet(TINY)
+m = build_basnet(PRESETS["{preset}"])
 m.load_weights("{weights}")
 x = np.load("{x}")
 outs = m.predict(x, verbose=0)
@@ -181,17 +181,18 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax"])
-def test_forward_pass_matches_under_another_backend(tmp_path, backend):
+@pytest.mark.parametrize("backend,preset", [("torch", "basnet-tiny"), ("jax", "basnet-tiny"),
+                                            ("jax", "basnet-mobile-tiny")])
+def test_forward_pass_matches_under_another_backend(tmp_path, backend, preset):
     pytest.importorskip(backend, reason=f"{backend} is not installed")
-    model = build_basnet(TINY)
-    weights = tmp_path / "basnet-tiny.weights.h5"
+    model = build_basnet(PRESETS[preset])
+    weights = tmp_path / f"{preset}.weights.h5"
     model.save_weights(weights)
     x = np.random.default_rng(2).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     np.save(tmp_path / "x.npy", x)
     ref = np.stack([keras.ops.convert_to_numpy(o) for o in model(x, training=False)])
-    script = _OTHER_BACKEND_SCRIPT.format(backend=backend, weights=weights, x=tmp_path / "x.npy",
-                                          out=tmp_path / "out.npy")
+    script = _OTHER_BACKEND_SCRIPT.format(backend=backend, preset=preset, weights=weights,
+                                          x=tmp_path / "x.npy", out=tmp_path / "out.npy")
     env = dict(os.environ, KERAS_BACKEND=backend, CUDA_VISIBLE_DEVICES="", **FAST_XLA)
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=300)

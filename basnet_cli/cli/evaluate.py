@@ -10,9 +10,10 @@ from typing import Annotated, Any
 import typer
 
 from basnet_cli.cli.app import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, app, console, err_console, fail
-from basnet_cli.model.config import DEFAULT_PRESET, DEFAULT_SIZE, PUBLIC_PRESETS
+from basnet_cli.model.config import DEFAULT_PRESET, PUBLIC_PRESETS, size_help
 
 _PRESETS = ", ".join(PUBLIC_PRESETS)
+_SIZES = size_help()
 
 _HELP = """Salient-object metrics: MAE, F-measure (max/mean/adaptive), weighted F, S-measure,
 E-measure (max/mean/adaptive) and BASNet's relaxed boundary F-measure.
@@ -131,9 +132,10 @@ def evaluate_command(
         "--model", "-m", help="Model mode: a preset with bundled weights ("
                               + _PRESETS + "), a .weights.h5 file or a .keras file.")
     ] = DEFAULT_PRESET,
-    size: Annotated[int, typer.Option(
+    size: Annotated[int | None, typer.Option(
         "--size", "-s", help="Model mode: network input side (multiple of 32); maps are "
-                             "resized back to each mask's size.")] = DEFAULT_SIZE,
+                             "resized back to each mask's size. Default: the model's own ("
+                             + _SIZES + ").", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
                                             help="Model mode: images per model call.")] = 4,
     save_maps: Annotated[str | None, typer.Option(

@@ -9,9 +9,10 @@ import typer
 from rich.markup import escape
 
 from basnet_cli.cli.app import EXIT_FAILURES, EXIT_USAGE, app, console, err_console, fail
-from basnet_cli.model.config import DEFAULT_PRESET, DEFAULT_SIZE, PUBLIC_PRESETS
+from basnet_cli.model.config import DEFAULT_PRESET, PUBLIC_PRESETS, size_help
 
 _PRESETS = ", ".join(PUBLIC_PRESETS)
+_SIZES = size_help()
 
 _HELP = "\n\n".join([
     "Export a trained BASNet for servers, phones and browsers, and prove the export equal.",
@@ -51,9 +52,10 @@ def export_command(
     quantize: Annotated[str, typer.Option(
         "--quantize", help="none, float16, int8-dynamic or int8 (see above for what "
                                  "each format supports).")] = "none",
-    size: Annotated[int, typer.Option(
+    size: Annotated[int | None, typer.Option(
         "--size", "-s", help="Input side in pixels (multiple of 32): fixed in savedmodel, "
-                             "tflite and tfjs; the check size for keras and onnx.")] = DEFAULT_SIZE,
+                             "tflite and tfjs; the check size for keras and onnx. Default: the "
+                             "model's own (" + _SIZES + ").", show_default=False)] = None,
     out: Annotated[str | None, typer.Option(
         "--out", "-o", help="File (.keras, .tflite, .onnx) or folder (savedmodel, tfjs) to "
                             "write. Default: <model>[-<size>][-<quantize>].<ext> here.",

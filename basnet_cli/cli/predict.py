@@ -8,9 +8,10 @@ from typing import Annotated, Any
 import typer
 
 from basnet_cli.cli.app import EXIT_USAGE, app, console, err_console, fail
-from basnet_cli.model.config import DEFAULT_PRESET, DEFAULT_SIZE, PUBLIC_PRESETS
+from basnet_cli.model.config import DEFAULT_PRESET, PUBLIC_PRESETS, size_help
 
 _PRESETS = ", ".join(PUBLIC_PRESETS)
+_SIZES = size_help()
 
 _HELP = """Predict salient-object masks for files, folders and globs of photos.
 
@@ -111,10 +112,11 @@ def predict_command(
     threshold: Annotated[float, typer.Option(
         "--threshold", "-t", min=0.0, max=1.0,
         help="Cut-off for --kind binary (after --normalize when given).")] = 0.5,
-    size: Annotated[int, typer.Option(
+    size: Annotated[int | None, typer.Option(
         "--size", "-s", help="Network input side in pixels, a multiple of 32. Each photo is "
-                             "resized to size x size, and the map back to the photo's size.")
-    ] = DEFAULT_SIZE,
+                             "resized to size x size, and the map back to the photo's size. "
+                             "Default: the model's own (" + _SIZES + ").",
+        show_default=False)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
                                             help="Images per model call.")] = 8,
     recursive: Annotated[bool, typer.Option(

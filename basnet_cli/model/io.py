@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from basnet_cli.model.config import PRESETS, BASNetConfig, get_preset
+from basnet_cli.model.config import DEFAULT_SIZE, PRESETS, BASNetConfig, get_preset
 
 
 class ModelSpecError(ValueError):
@@ -77,6 +77,15 @@ def resolve(spec: str, *, preset: str | None = None, require_weights: bool = Tru
         config = get_preset(preset) if preset else _preset_from_filename(path)
         return ModelSource("weights", config, path)
     raise ModelSpecError(f"--model {spec!r}: expected a preset, a .weights.h5 or a .keras file")
+
+
+def default_size(spec: str, preset: str | None = None) -> int:
+    """The input side ``--model spec`` runs at when ``--size`` is not given: its preset's
+    ``input_size`` (from the name, ``preset`` or the file name), else ``DEFAULT_SIZE``."""
+    config = PRESETS.get(preset or "") or PRESETS.get(spec)
+    if config is None and spec.endswith(".h5"):
+        config = _preset_from_filename(Path(spec))
+    return config.input_size if config is not None else DEFAULT_SIZE
 
 
 def load_training_model(source: ModelSource, input_shape: tuple = (None, None, 3)):
