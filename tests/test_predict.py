@@ -576,7 +576,7 @@ def test_cli_default_preset_without_weights(tmp_path: Path, monkeypatch) -> None
                                    str(tmp_path / "o")])
     assert res.exit_code == 2
     err = " ".join(res.stderr.split())
-    assert "basnet-lite" in err and "no bundled weights" in err
+    assert "basnet-mobile" in err and "no bundled weights" in err
 
 
 def test_cli_end_to_end_real_loader(tmp_path: Path, weights) -> None:

@@ -20,7 +20,7 @@ from tests.conftest import REPO, SHARED_DATA
 ECSSD = SHARED_DATA / "ECSSD"
 # Bound on the MAE of the first 20 ECSSD photos: a guard against a broken or much worse file,
 # not a target.
-ECSSD_20_BOUND = {"basnet-mobile": 0.05, "basnet-lite": 0.08}
+ECSSD_20_BOUND = {"basnet-mobile": 0.065, "basnet-lite": 0.08}
 BUNDLED = [pytest.param(preset, marks=pytest.mark.skipif(
     not (REPO / "weights" / f"{preset}.weights.h5").is_file(),
     reason=f"bundled weights/{preset}.weights.h5 absent")) for preset in ECSSD_20_BOUND]

@@ -183,7 +183,7 @@ PRESETS: dict[str, BASNetConfig] = {
 # Presets shown to users (the tiny ones and the keras-io peer exist for tests and benchmarks).
 PUBLIC_PRESETS = ("basnet-mobile", "basnet", "basnet-r18", "basnet-lite")
 
-DEFAULT_PRESET = "basnet-lite"
+DEFAULT_PRESET = "basnet-mobile"
 
 # Network input side of predict, evaluate and export for a model whose preset is unknown (a
 # .keras file): the official test script resizes every photo to 256x256, the scale the 2019
