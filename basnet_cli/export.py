@@ -556,34 +556,12 @@ def _emit_layer(b: _OnnxBuilder, layer: Any, args: tuple, kwargs: dict) -> str:
         if layer.groups != 1:
             raise ExportError(f"layer {name}: grouped convolutions are not supported")
         kernel = _np(layer.kernel).transpose(3, 2, 0, 1)  # (kh, kw, in, out) -> (out, in, kh, kw)
-        inputs = [x, b.const(f"{name}_W", kernel, weight=True)]
-        if layer.use_bias:
-            inputs.append(b.const(f"{name}_B", _np(layer.bias), weight=True))
-        kh, kw = kernel.shape[2:]
-        sh, sw = layer.strides
-        dh, dw = layer.dilation_rate
-        attrs: dict[str, Any] = {"kernel_shape": [kh, kw], "strides": [sh, sw],
-                                 "dilations": [dh, dw], **_same_padding(layer, kh, kw)}
-        y = b.node("Conv", inputs, name, **attrs)
-        activation = getattr(layer.activation, "__name__", "linear")
-        if activation != "linear":
-            y = _emit_activation(b, activation, y, f"{name}_{activation}")
-        return y
+        return _emit_conv(b, layer, x, kernel, groups=1)
     if kind == "DepthwiseConv2D":
         kh, kw, channels, mult = (int(d) for d in layer.kernel.shape)
         # (kh, kw, C, mult) -> (C * mult, 1, kh, kw), one group per input channel.
         kernel = _np(layer.kernel).transpose(2, 3, 0, 1).reshape(channels * mult, 1, kh, kw)
-        inputs = [x, b.const(f"{name}_W", kernel, weight=True)]
-        if layer.use_bias:
-            inputs.append(b.const(f"{name}_B", _np(layer.bias), weight=True))
-        attrs = {"kernel_shape": [kh, kw], "strides": list(layer.strides),
-                 "dilations": list(layer.dilation_rate), "group": channels,
-                 **_same_padding(layer, kh, kw)}
-        y = b.node("Conv", inputs, name, **attrs)
-        activation = getattr(layer.activation, "__name__", "linear")
-        if activation != "linear":
-            y = _emit_activation(b, activation, y, f"{name}_{activation}")
-        return y
+        return _emit_conv(b, layer, x, kernel, groups=channels)
     if kind == "BatchNormalization":
         if layer.axis not in (-1, 3, [-1], [3]):
             raise ExportError(f"layer {name}: BatchNormalization axis {layer.axis} unsupported")
@@ -637,6 +615,26 @@ def _emit_layer(b: _OnnxBuilder, layer: Any, args: tuple, kwargs: dict) -> str:
     if kind == "InputLayer":
         return x
     raise ExportError(f"layer {name} ({kind}) has no ONNX translation")
+
+
+def _emit_conv(b: _OnnxBuilder, layer: Any, x: str, kernel: np.ndarray, groups: int) -> str:
+    """One ONNX Conv (+ its activation) for a Keras Conv2D / DepthwiseConv2D; ``kernel`` is
+    already in ONNX's (out, in / groups, kh, kw) layout."""
+    name = layer.name
+    inputs = [x, b.const(f"{name}_W", kernel, weight=True)]
+    if layer.use_bias:
+        inputs.append(b.const(f"{name}_B", _np(layer.bias), weight=True))
+    kh, kw = kernel.shape[2:]
+    attrs: dict[str, Any] = {"kernel_shape": [kh, kw], "strides": list(layer.strides),
+                             "dilations": list(layer.dilation_rate),
+                             **_same_padding(layer, kh, kw)}
+    if groups != 1:
+        attrs["group"] = groups
+    y = b.node("Conv", inputs, name, **attrs)
+    activation = getattr(layer.activation, "__name__", "linear")
+    if activation != "linear":
+        y = _emit_activation(b, activation, y, f"{name}_{activation}")
+    return y
 
 
 def _same_padding(layer: Any, kh: int, kw: int) -> dict[str, Any]:

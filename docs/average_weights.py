@@ -1,7 +1,7 @@
 """Average the weights of two or more files of one preset into a new `.weights.h5`.
 
-How the bundled `basnet-lite` file of session 9 was made (see docs/basnet-lite-history.md): the plain
-mean of every weight (BatchNorm statistics included) of the previous bundled file and the
+How the bundled `basnet-lite` file of session 9 was made (docs/basnet-lite-history.md): the
+plain mean of every weight (BatchNorm statistics included) of the previous bundled file and the
 final weights of a fine-tuning stage started from it, kept because it scored better than the
 previous file on all ten DUTS-TR hold-out metrics (the stage alone had a worse MAE):
 
