@@ -173,7 +173,7 @@ def _augment(tf, image, mask, seed, aug: AugmentConfig):
 
 class MemoryCache:
     """The decoded (un-augmented) training pairs, kept for a whole run: each file is read and
-    decoded once, in the first epoch, instead of once per epoch.  ``uint8``, so DUTS-TR at
+    decoded once, before the first epoch, instead of once per epoch.  ``uint8``, so DUTS-TR at
     256x256 takes 2.8 GB."""
 
     def __init__(self) -> None:

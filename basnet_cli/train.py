@@ -701,8 +701,8 @@ def _train_data(pairs, opts: TrainOptions, aug: AugmentConfig, epoch: int, skip:
         return python_train_batches(pairs, batch_size=opts.batch_size, aug=aug,
                                     seed=opts.data_seed(), epoch=epoch, skip_batches=skip)
     cache = None
-    if opts.cache == "memory":
-        cache = memory_cache
+    if opts.cache == "memory":  # the run's MemoryCache; "memory" alone caches this epoch only
+        cache = memory_cache if memory_cache is not None else "memory"
     elif opts.cache.startswith("file:"):
         cache = opts.cache[len("file:"):]
     return train_dataset(pairs, batch_size=opts.batch_size, aug=aug, seed=opts.data_seed(),
