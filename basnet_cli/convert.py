@@ -31,7 +31,7 @@ PAPER_PRESET = "basnet"
 
 # PyTorch parameter/buffer name -> Keras variable name.
 _CONV_MAP = {"weight": "kernel", "bias": "bias"}
-_BN_MAP = {
+BN_MAP = {
     "weight": "gamma",
     "bias": "beta",
     "running_mean": "moving_mean",
@@ -160,7 +160,7 @@ def map_state_dict(
         layer_name = module.replace(".", "_")
         layer = layers_by_name.get(layer_name)
         if isinstance(layer, keras.layers.BatchNormalization):
-            var_name = _BN_MAP.get(param)
+            var_name = BN_MAP.get(param)
             value = array
         elif isinstance(layer, keras.layers.Conv2D):
             var_name = _CONV_MAP.get(param)

