@@ -41,10 +41,13 @@ lint:
 
 # Speed and memory suite; writes bench/results.md and bench/results.json (long on 2 CPUs:
 # `make bench BENCH_ARGS=--quick` for a short version), then the peer table against rembg's
-# u2netp (bench/peers.md; `make install-peers` first).
+# u2netp (bench/peers.md; `make install-peers` first), the 10,000-photo soak run and the
+# oneDNN on/off comparison (sections of bench/results.md).
 bench:
 	$(BIN)/python bench/run_bench.py $(BENCH_ARGS)
 	$(BIN)/python bench/peers.py $(PEERS_ARGS)
+	$(BIN)/python bench/soak.py
+	$(BIN)/python bench/onednn.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from basnet_cli.display import printable
 from basnet_cli.model.config import DEFAULT_PRESET
 
 RANDOM_INIT_NOTE = ("random initialisation (no trained weights found): speed and memory only, "
@@ -469,6 +470,23 @@ def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
     return paths[:limit] if limit else paths
 
 
+def usable_photos(paths: Sequence[Path], size: int
+                  ) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The photos that decode (kept in order) and ``(path, reason)`` for the others, so one bad
+    file is reported and left out instead of failing every timed round."""
+    from basnet_cli import images as imgs
+
+    good, bad = [], []
+    for path in paths:
+        try:
+            imgs.load_rgb(path, draft_size=size)
+        except imgs.DecodeError as exc:
+            bad.append((path, str(exc)))
+        else:
+            good.append(path)
+    return good, bad
+
+
 def time_predict(bm: BenchModel, paths: Sequence[Path], *, size: int, batch_size: int,
                  device: str = "auto", kinds: Sequence[str] = ("mask",),
                  workers: int | None = None) -> dict[str, Any]:
@@ -557,6 +575,7 @@ class BenchmarkResult:
     settings: dict[str, Any]
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    skipped_inputs: list[dict[str, str]] = field(default_factory=list)  # unreadable photos
     peak_rss_mib: float = 0.0
     elapsed_s: float = 0.0
 
@@ -564,7 +583,7 @@ class BenchmarkResult:
         return {"machine": self.machine, "device": self.device, "framework": self.framework,
                 "model": self.model, "settings": self.settings, "results": self.results,
                 "peak_rss_mib": self.peak_rss_mib, "elapsed_s": round(self.elapsed_s, 2),
-                "notes": self.notes}
+                "notes": self.notes, "skipped_inputs": self.skipped_inputs}
 
 
 def run_benchmark(opts: BenchmarkOptions,
@@ -620,6 +639,12 @@ def run_benchmark(opts: BenchmarkOptions,
                 opts.steps * opts.batch_size
             if opts.images:
                 paths = list_images(opts.images, n or None)
+                paths, bad = usable_photos(paths, opts.size)
+                for path, reason in bad:
+                    say(f"skipping {printable(path)}: {reason}")
+                result.skipped_inputs += [{"path": str(p), "reason": r} for p, r in bad]
+                if not paths:
+                    raise BenchmarkError(f"--images {opts.images}: no readable photos")
                 source = opts.images
             else:
                 tmp = Path(tempfile.mkdtemp(prefix="basnet-bench-photos-"))

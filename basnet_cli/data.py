@@ -9,13 +9,14 @@ Pairs match by file stem (``0001.jpg`` <-> ``0001.png``), recursively, sub-folde
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
-MASK_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".webp")
+from basnet_cli.images import IMAGE_EXTS  # one list for predict, train and evaluate
+from basnet_cli.images import MAP_EXTS as MASK_EXTS
 
 _PLAIN_IMAGE_DIRS = ("images", "imgs", "image", "Image", "Images", "img", "im")
 _PLAIN_MASK_DIRS = ("masks", "mask", "gt", "GT", "Masks", "Mask", "labels", "annotations")
@@ -110,26 +111,68 @@ def find_pairs(root: str | Path | None = None, *, images: str | Path | None = No
 
 
 def load_mask(path: str | Path) -> np.ndarray:
-    """Read a mask as float32 ``(H, W)`` in [0, 1].
+    """Read a mask as float32 ``(H, W)`` in [0, 1] (:func:`basnet_cli.images.load_gray`: 1-bit,
+    8/16-bit grey, palette, RGB(A) and grey-valued masks, no thresholding)."""
+    from basnet_cli.images import load_gray
 
-    1-bit, 8/16-bit grey, palette, RGB(A) and grey-valued masks are all accepted: colour masks
-    are converted to luminance; 16-bit ones are scaled by 65535; no thresholding is applied.
-    """
-    from PIL import Image
+    return load_gray(path)
 
-    with Image.open(path) as im:
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(im, dtype=np.float32)
-            top = 65535.0 if arr.max() > 255 else 255.0
-            return np.clip(arr / top, 0.0, 1.0)
-        if im.mode == "F":
-            arr = np.asarray(im, dtype=np.float32)
-            return np.clip(arr / (255.0 if arr.max() > 1.0 else 1.0), 0.0, 1.0)
-        if im.mode == "1":
-            return np.asarray(im, dtype=np.float32)
-        if im.mode in ("RGBA", "LA", "PA"):
-            im = im.convert("RGB") if im.mode != "LA" else im.convert("L")
-        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+
+@dataclass(frozen=True)
+class BadPair:
+    """A pair that cannot be trained or evaluated on; ``reason`` names the file at fault."""
+
+    image: Path
+    mask: Path
+    reason: str
+
+
+def decode_pair_uint8(image_path: str | Path, mask_path: str | Path
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """``(uint8 (H, W, 3), uint8 (h, w, 1))`` through the project's one decoder
+    (:func:`basnet_cli.images.load_pair`); raises its ``DecodeError``."""
+    from basnet_cli.images import load_pair
+
+    image, mask = load_pair(image_path, mask_path)
+    return image, (mask * 255.0 + 0.5).astype(np.uint8)[..., None]
+
+
+def check_pairs(pairs: list[tuple[Path, Path]], *, workers: int | None = None,
+                on_bad: Callable[[BadPair], None] | None = None,
+                on_progress: Callable[[int, int], None] | None = None
+                ) -> tuple[list[tuple[Path, Path]], list[BadPair]]:
+    """Decode every pair once (threads; Pillow releases the GIL while decoding) and split them
+    into the good ones, in their order, and the bad ones (unreadable, truncated, corrupt, or an
+    image and mask of different shapes).  ``on_bad`` is called once per bad pair, in order;
+    ``on_progress(done, total)`` now and then."""
+    import concurrent.futures as cf
+    import os
+
+    from basnet_cli.images import DecodeError
+
+    def check(pair: tuple[Path, Path]) -> str | None:
+        try:
+            decode_pair_uint8(*pair)
+        except DecodeError as exc:
+            return str(exc)
+        return None
+
+    good: list[tuple[Path, Path]] = []
+    bad: list[BadPair] = []
+    total = len(pairs)
+    n_workers = workers or max(1, min(8, len(os.sched_getaffinity(0))))
+    with cf.ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="basnet-check") as pool:
+        for i, (pair, reason) in enumerate(zip(pairs, pool.map(check, pairs), strict=True)):
+            if reason is None:
+                good.append(pair)
+            else:
+                item = BadPair(pair[0], pair[1], reason)
+                bad.append(item)
+                if on_bad is not None:
+                    on_bad(item)
+            if on_progress is not None and ((i + 1) % 64 == 0 or i + 1 == total):
+                on_progress(i + 1, total)
+    return good, bad
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,12 +192,29 @@ class AugmentConfig:
             raise DatasetError(f"--crop {self.crop} is larger than --resize {self.resize}")
 
 
+# Marks a decode failure inside tf.data, so the trainer can report it as one line.
+BAD_PAIR_MARK = "basnet-bad-pair: "
+
+
+def _numpy_decode_pair(image_path: bytes, mask_path: bytes) -> tuple[np.ndarray, np.ndarray]:
+    import os
+
+    from basnet_cli.images import DecodeError
+
+    try:
+        return decode_pair_uint8(os.fsdecode(image_path), os.fsdecode(mask_path))
+    except DecodeError as exc:  # a file that changed after check_pairs
+        raise ValueError(BAD_PAIR_MARK + str(exc)) from None
+
+
 def _decode_pair(tf, image_path, mask_path):
-    """Decode to ``uint8`` RGB image and ``uint8`` one-channel mask (RGB masks -> luminance)."""
-    image = tf.io.decode_image(tf.io.read_file(image_path), channels=3, dtype=tf.uint8,
-                               expand_animations=False)
-    mask = tf.io.decode_image(tf.io.read_file(mask_path), channels=1, dtype=tf.uint8,
-                              expand_animations=False)
+    """Decode to ``uint8`` RGB image and ``uint8`` one-channel mask with the project's decoder
+    (the same as predict's and evaluate's: every format Pillow reads, fully decoded or an
+    error)."""
+    image, mask = tf.numpy_function(_numpy_decode_pair, [image_path, mask_path],
+                                    [tf.uint8, tf.uint8], stateful=False)
+    image.set_shape((None, None, 3))
+    mask.set_shape((None, None, 1))
     return image, mask
 
 
@@ -183,10 +243,13 @@ class MemoryCache:
     def fill(self, tf, images: np.ndarray, masks: np.ndarray) -> None:
         if self.images is not None:
             return
-        ds = tf.data.Dataset.from_tensor_slices((images, masks))
-        ds = ds.map(lambda a, b: _decode_pair(tf, a, b), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)
-        decoded = list(ds.as_numpy_iterator())
+        import concurrent.futures as cf
+        import os
+
+        n_workers = max(1, min(8, len(os.sched_getaffinity(0))))
+        with cf.ThreadPoolExecutor(max_workers=n_workers) as pool:
+            decoded = list(pool.map(lambda a: _numpy_decode_pair(*a), zip(images, masks,
+                                                                          strict=True)))
         self.images = [image for image, _ in decoded]
         self.masks = [mask for _, mask in decoded]
 
@@ -313,10 +376,11 @@ def _load_pair_numpy(image_path: Path, mask_path: Path, size: int) -> tuple[np.n
                                                                                np.ndarray]:
     from PIL import Image
 
-    with Image.open(image_path) as im:
-        image = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR),
-                           dtype=np.float32)
-    mask = load_mask(mask_path)
+    from basnet_cli.images import load_pair
+
+    rgb, mask = load_pair(image_path, mask_path)
+    image = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR),
+                       dtype=np.float32)
     if mask.shape != (size, size):
         mask = np.asarray(Image.fromarray(mask, mode="F").resize((size, size), Image.BILINEAR))
     return image, np.clip(mask, 0.0, 1.0)[..., None].astype(np.float32)

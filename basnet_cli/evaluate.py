@@ -30,9 +30,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from basnet_cli import metrics as M
+from basnet_cli.images import MAP_EXTS
 from basnet_cli.model.config import DEFAULT_SIZE
 
-MAP_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm")
 CURVES = ("image", "dataset")
 
 
@@ -166,23 +166,12 @@ def _dataset_name(path: Path) -> str:
 
 
 def read_gray(path: str | Path) -> np.ndarray:
-    """Decode a map or mask to uint8 ``(H, W)`` (colour -> luminance, 16-bit -> 8-bit)."""
-    from PIL import Image
+    """Decode a map or mask to uint8 ``(H, W)`` with the project's decoder
+    (:func:`basnet_cli.images.load_gray`: colour -> luminance, 16-bit -> 8-bit, every pixel
+    decoded or an error, NaN maps refused)."""
+    from basnet_cli.images import load_gray
 
-    with Image.open(path) as im:
-        im.load()
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(im, dtype=np.float64)
-            top = 65535.0 if arr.max() > 255 else 255.0
-            return np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        if im.mode == "F":
-            arr = np.asarray(im, dtype=np.float32)
-            return M.to_uint8(arr / 255.0 if arr.max() > 1.0 else arr)
-        if im.mode in ("RGBA", "PA"):
-            im = im.convert("RGB")
-        if im.mode != "L":
-            im = im.convert("L")
-        return np.asarray(im, dtype=np.uint8)
+    return M.to_uint8(load_gray(path))
 
 
 def fit_to(pred: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, bool]:
@@ -218,7 +207,7 @@ def _ordered(pool: cf.Executor, fn: Callable[[Any], Any], items: Iterable[Any],
 
 def _error_text(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
+    return text[:400]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,14 +388,17 @@ def predict_batch(predictor: BatchPredictor, images: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def _load_image(path: Path, size: int) -> np.ndarray:
+def _load_pair(image_path: Path, mask_path: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(float32 image (size, size, 3), uint8 mask)``; the DecodeError names the bad file."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        rgb = im.convert("RGB")
-        if rgb.size != (size, size):
-            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-        return np.asarray(rgb, dtype=np.float32)
+    from basnet_cli.images import load_pair
+
+    rgb, mask = load_pair(image_path, mask_path)
+    image = Image.fromarray(rgb)
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.float32), M.to_uint8(mask)
 
 
 def _save_map(path: Path, arr: np.ndarray) -> None:
@@ -481,9 +473,9 @@ def evaluate_model(data: str | Path | None = None, *, images: str | Path | None 
     def decode(i: int) -> tuple[int, np.ndarray | None, np.ndarray | None, str]:
         image_path, mask_path = pairs[i]
         try:
-            return i, _load_image(image_path, size), read_gray(mask_path), ""
-        except Exception as exc:  # noqa: BLE001 - reported per file
-            return i, None, None, f"{image_path.name}: {_error_text(exc)}"
+            return i, *_load_pair(image_path, mask_path, size), ""
+        except Exception as exc:  # noqa: BLE001 - reported per file (the reason names it)
+            return i, None, None, _error_text(exc)
 
     def score(item: tuple[int, np.ndarray, np.ndarray]) -> tuple[int, dict[str, Any], bool]:
         i, prob, gt_arr = item

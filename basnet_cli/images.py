@@ -16,14 +16,19 @@ Nothing here imports TensorFlow.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from basnet_cli.display import printable
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".webp", ".tif",
               ".tiff", ".gif")
+# Saliency maps and masks: the photo formats, plus PGM (some SOD benchmarks ship maps as .pgm).
+MAP_EXTS = (*IMAGE_EXTS, ".pgm")
 
 # Pillow's own decompression-bomb limit (~0.27 GB of RGB); --max-pixels defaults to it.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -57,6 +62,43 @@ def _umask() -> int:
     return _UMASK
 
 
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"),
+                       (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def output_is_complete(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a finished output of ours: a regular, non-empty file whose format's
+    end marker is in place (PNG: the IEND chunk, with every chunk's CRC checked; JPEG: EOI).
+    A re-run redoes outputs that fail this (0-byte, truncated, replaced by a folder)."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_size < 16:
+            return False
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            fh.seek(-12, os.SEEK_END)
+            tail = fh.read(12)
+    except OSError:
+        return False
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        if tail != b"\x00\x00\x00\x00IEND\xaeB`\x82":
+            return False
+        try:
+            with Image.open(path) as im:
+                im.verify()  # chunk CRCs, without decoding
+        except Exception:  # noqa: BLE001 - any complaint means: write it again
+            return False
+        return True
+    if head.startswith(b"\xff\xd8"):
+        return tail.endswith(b"\xff\xd9")
+    return False
+
+
 def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS
                ) -> Image.Image:
     """Open ``path`` lazily (header only) and check its size against ``max_pixels``.
@@ -64,10 +106,16 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     Raises :class:`DecodeError` for empty, unreadable, unrecognised or too large files.
     """
     try:
-        nbytes = os.path.getsize(path)
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise DecodeError("broken symbolic link (its target does not exist)") from None
+        raise DecodeError("file not found (deleted during the run?)") from None
     except OSError as exc:
         raise DecodeError(f"cannot read ({exc.strerror or exc})") from None
-    if nbytes == 0:
+    if not stat.S_ISREG(info.st_mode):  # opening a FIFO would block: never open one
+        raise DecodeError(f"not a regular file (a {_file_kind(info.st_mode)})")
+    if info.st_size == 0:
         raise DecodeError("empty file (0 bytes)")
     try:
         im = Image.open(path)
@@ -131,27 +179,45 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def load_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS, *,
-             draft_size: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
-    """Decode ``path`` to an EXIF-oriented RGB image.
+def _full_load(im: Image.Image) -> None:
+    """Decode every pixel now, or raise :class:`DecodeError`.
 
-    Returns ``(image, (width, height))`` where the size is the full, oriented size of the
+    Must run before anything else touches the pixels: Pillow's ``getexif()`` on a PNG loads the
+    image itself, and an error swallowed there leaves a half-filled image that later ``load()``
+    calls accept (a corrupt PNG would decode as partly black instead of failing).
+    """
+    try:
+        im.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DecodeError(f"corrupt or truncated image ({exc})") from None
+    except MemoryError:
+        raise DecodeError("out of memory while decoding") from None
+
+
+def load_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS, *,
+             draft_size: int | None = None, orient: bool = True
+             ) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode ``path`` to an RGB image, EXIF-oriented unless ``orient=False``.
+
+    Returns ``(image, (width, height))`` where the size is the full (oriented) size of the
     file.  With ``draft_size``, JPEGs are decoded at a reduced DCT scale that keeps both sides
     >= ``draft_size`` (2-8x faster for large photos); the returned image is then smaller than
-    the returned size.
+    the returned size.  Every pixel is decoded or :class:`DecodeError` is raised.
     """
     im = open_image(path, max_pixels)
     try:
-        size = oriented_size(im)
+        width, height = im.size
         if draft_size and im.format == "JPEG":
             im.draft(None, (draft_size, draft_size))
-        try:
-            oriented = ImageOps.exif_transpose(im)
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise DecodeError(f"corrupt or truncated image ({exc})") from None
+        _full_load(im)
+        rotated = orient and _orientation(im) in (5, 6, 7, 8)
+        size = (height, width) if rotated else (width, height)
+        oriented = ImageOps.exif_transpose(im) if orient else im
         if oriented is None:  # pragma: no cover - Pillow returns None only when in_place=True
             oriented = im
         rgb = to_rgb(oriented)
+        if rgb is im:  # ``im`` is closed below
+            rgb = im.copy()
         rgb.load()
         return rgb, size
     except DecodeError:
@@ -162,6 +228,78 @@ def load_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXEL
         raise DecodeError("out of memory while decoding") from None
     finally:
         im.close()
+
+
+def load_gray(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS
+              ) -> np.ndarray:
+    """Decode a mask or a saliency map to float32 ``(H, W)`` in [0, 1] (no EXIF rotation:
+    masks are label images of the stored pixels).
+
+    1-bit, 8/16/32-bit grey, float, palette and RGB(A) files are accepted: colour is converted
+    to luminance (alpha ignored), 16-bit integers are scaled by 65535 (by 255 when no value is
+    over 255), float maps are taken as 0..1 (0..255 when their maximum is over 1).  A float map
+    with NaN or infinite values raises :class:`DecodeError`.
+    """
+    im = open_image(path, max_pixels)
+    try:
+        _full_load(im)
+        mode = im.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(im, dtype=np.float32)
+            top = 65535.0 if arr.max(initial=0) > 255 else 255.0
+            return np.clip(arr / top, 0.0, 1.0)
+        if mode == "F":
+            arr = np.asarray(im, dtype=np.float32)
+            if not np.isfinite(arr).all():
+                bad = int(np.count_nonzero(~np.isfinite(arr)))
+                raise DecodeError(f"float map with {bad:,} NaN or infinite values")
+            return np.clip(arr / (255.0 if arr.max(initial=0) > 1.0 else 1.0), 0.0, 1.0)
+        if mode == "1":
+            return np.asarray(im, dtype=np.float32)
+        if mode in ("RGBA", "PA", "P", "CMYK", "YCbCr", "LAB", "HSV", "RGBa"):
+            im = im.convert("RGB")
+        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    except DecodeError:
+        raise
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DecodeError(f"corrupt or truncated image ({exc})") from None
+    except MemoryError:
+        raise DecodeError("out of memory while decoding") from None
+    finally:
+        im.close()
+
+
+def _same_aspect(a: tuple[int, int], b: tuple[int, int], tol: float = 0.02) -> bool:
+    return abs(a[0] * b[1] - b[0] * a[1]) <= tol * a[1] * b[0]
+
+
+def load_pair(image_path: str | os.PathLike, mask_path: str | os.PathLike,
+              max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+    """A training/evaluation pair: uint8 RGB ``(H, W, 3)`` and float32 mask ``(h, w)``.
+
+    The two may differ in resolution but not in shape (aspect ratio within 2 %): both are
+    resized to the network's input, so a mask of another shape would be silently misaligned.
+    The photo is EXIF-oriented when that is what makes its shape the mask's (a mask drawn on
+    the photo as viewers show it), else left as stored.  Raises :class:`DecodeError` naming
+    the broken file of the two, or both files when their shapes differ.
+    """
+    try:
+        mask = load_gray(mask_path, max_pixels)
+    except DecodeError as exc:
+        raise DecodeError(f"mask {printable(mask_path)}: {exc}") from None
+    mask_wh = (mask.shape[1], mask.shape[0])
+    try:
+        rgb, _ = load_rgb(image_path, max_pixels, orient=False)
+        if not _same_aspect(rgb.size, mask_wh):
+            rotated, _ = load_rgb(image_path, max_pixels)
+            if _same_aspect(rotated.size, mask_wh):
+                rgb = rotated
+    except DecodeError as exc:
+        raise DecodeError(f"image {printable(image_path)}: {exc}") from None
+    if not _same_aspect(rgb.size, mask_wh):
+        raise DecodeError(f"image {printable(image_path)} is {rgb.size[0]}x{rgb.size[1]} but "
+                          f"its mask {printable(mask_path)} is {mask_wh[0]}x{mask_wh[1]}")
+    return np.asarray(rgb, dtype=np.uint8), mask
 
 
 def load_for_model(path: str | os.PathLike, size: int,

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from basnet_cli import images as imgs
+from basnet_cli.display import printable
 from basnet_cli.model.config import DEFAULT_PRESET
 
 KINDS = ("mask", "binary", "cutout", "overlay")
@@ -215,8 +216,10 @@ def _walk(root: Path, recursive: bool, exclude: Path | None) -> Iterator[Path]:
         except OSError as exc:
             raise PredictUsageError(f"cannot list {root}: {exc.strerror or exc}") from None
         for entry in entries:
+            # not only regular files: a broken link or a FIFO named like a photo gets its own
+            # failure line (the decoder never opens a FIFO)
             if (not entry.name.startswith(".") and _is_image_name(entry.name)
-                    and entry.is_file()):
+                    and not entry.is_dir()):
                 yield Path(entry.path)
         return
     for dirpath, dirnames, filenames in os.walk(root):
@@ -230,9 +233,7 @@ def _walk(root: Path, recursive: bool, exclude: Path | None) -> Iterator[Path]:
         dirnames[:] = keep
         for name in sorted(filenames):
             if not name.startswith(".") and _is_image_name(name):
-                full = Path(dirpath, name)
-                if full.is_file():
-                    yield full
+                yield Path(dirpath, name)  # os.walk lists links to folders as folders
 
 
 def discover(inputs: Iterable[str], *, recursive: bool = True, exclude: str | Path | None = None
@@ -271,7 +272,8 @@ def discover(inputs: Iterable[str], *, recursive: bool = True, exclude: str | Pa
             roots.append(path)
             for f in _walk(path, recursive, exclude_path):
                 add(f, path)
-        elif path.is_file():
+        elif path.is_file() or (os.path.lexists(path) and not _has_magic(raw)):
+            # a FIFO, device or broken link named directly: an input that fails with a reason
             roots.append(path.parent)
             add(path, path.parent)
         elif _has_magic(raw):
@@ -446,7 +448,7 @@ def pending_outputs(job: Job, overwrite: bool) -> dict[str, Path]:
     """The outputs of ``job`` still to write (all of them with ``overwrite``)."""
     if overwrite:
         return dict(job.outputs)
-    return {k: p for k, p in job.outputs.items() if not p.exists()}
+    return {k: p for k, p in job.outputs.items() if not imgs.output_is_complete(p)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -823,8 +825,13 @@ def run(opts: PredictOptions, *, predictor: Predictor | None = None,
                 summary.files_written += fut.result()
                 summary.processed += 1
             except Exception as exc:  # noqa: BLE001 - report and go on
-                reason = str(exc) if isinstance(exc, imgs.DecodeError) else \
-                    f"write failed: {type(exc).__name__}: {exc}"
+                if isinstance(exc, imgs.DecodeError):
+                    reason = str(exc)
+                elif isinstance(exc, IsADirectoryError):
+                    target = getattr(exc, "filename2", None) or exc.filename
+                    reason = f"write failed: a folder is in the way at {printable(target)}"
+                else:
+                    reason = f"write failed: {type(exc).__name__}: {exc}"
                 fail(str(todo[index][0].item.path), reason)
             if progress is not None:
                 progress.advance(1)

@@ -16,7 +16,13 @@ POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixe
 
 
 def quiet_env(verbose: bool = False) -> None:
-    """Silence TensorFlow's C++ and Python logging unless ``verbose``."""
+    """Silence TensorFlow's C++ and Python logging unless ``verbose``; turn on oneDNN.
+
+    TensorFlow enables its oneDNN kernels by default only on CPUs with AVX-512 VNNI/BF16 or
+    AMX; on AVX2-only CPUs it falls back to Eigen, which trains this project's models about 3x
+    slower (bench/results.md).  ``TF_ENABLE_ONEDNN_OPTS=0`` in the environment still wins.
+    """
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")

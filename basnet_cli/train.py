@@ -141,8 +141,12 @@ class RunState:
     best_epoch: int = -1
     precision: str = "float32"
     stopped: str | None = None  # "signal" | "nan" | None
+    stop_signal: str | None = None  # "SIGINT" / "SIGTERM" when stopped by a signal
     history: list[dict] = field(default_factory=list)
     unmatched: str = ""
+    bad_pairs: list[dict] = field(default_factory=list)  # skipped: unreadable, corrupt
+    check_done: int = 0
+    check_total: int = 0
     resumed_from_step: int | None = None
     already_done: bool = False  # resumed a run that had already reached its last step
 
@@ -156,6 +160,32 @@ def next_run_dir(base: Path = Path("runs")) -> Path:
     while (base / f"train-{n}").exists():
         n += 1
     return base / f"train-{n}"
+
+
+def _bad_pair_reason(exc: BaseException) -> str | None:
+    """The decoder's one-line reason inside a tf.data error, or None for any other error."""
+    from basnet_cli.data import BAD_PAIR_MARK
+
+    text = str(exc)
+    at = text.find(BAD_PAIR_MARK)
+    if at < 0:
+        return None
+    return text[at + len(BAD_PAIR_MARK):].splitlines()[0].strip()
+
+
+def _remove_if_unused(run_dir: Path) -> None:
+    """Delete ``run_dir`` when it holds nothing but a config (a run that never trained)."""
+    try:
+        names = {p.name for p in run_dir.iterdir()}
+    except OSError:
+        return
+    if names <= {"config.json"}:
+        for name in names:
+            (run_dir / name).unlink(missing_ok=True)
+        try:
+            run_dir.rmdir()
+        except OSError:
+            pass
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -181,7 +211,8 @@ def _save_weights_atomic(model, path: Path) -> None:
     save_weights_atomic(bare, path)
 
 
-def _load_pairs(opts: TrainOptions, state: RunState, warn: Callable[[str], None]):
+def _load_pairs(opts: TrainOptions, state: RunState, warn: Callable[[str], None],
+                on_progress: Callable[[int, int], None] | None = None):
     scan = find_pairs(opts.data, images=opts.images, masks=opts.masks)
     if scan.unmatched:
         state.unmatched = scan.describe_unmatched()
@@ -199,7 +230,26 @@ def _load_pairs(opts: TrainOptions, state: RunState, warn: Callable[[str], None]
             warn(f"validation: skipping unmatched files: {vscan.describe_unmatched()}")
     elif opts.val_split > 0:
         train_pairs, val_pairs = split_pairs(train_pairs, opts.val_split, opts.seed)
-    return train_pairs, limit_pairs(val_pairs, opts.val_limit, opts.seed + 1)
+    val_pairs = limit_pairs(val_pairs, opts.val_limit, opts.seed + 1)
+    # Bad pairs are dropped after the split, so the hold-out stays the same pairs.
+    return _drop_bad_pairs(train_pairs, val_pairs, opts, state, warn, on_progress)
+
+
+def _drop_bad_pairs(train_pairs, val_pairs, opts: TrainOptions, state: RunState,
+                    warn: Callable[[str], None], on_progress):
+    from basnet_cli.data import check_pairs
+
+    def on_bad(bad) -> None:
+        warn(f"skipping a bad pair: {bad.reason}")
+
+    everything = train_pairs + val_pairs
+    good, bad = check_pairs(everything, on_bad=on_bad, on_progress=on_progress)
+    state.bad_pairs = [{"image": str(b.image), "mask": str(b.mask), "reason": b.reason}
+                       for b in bad]
+    if bad and opts.strict:
+        raise DatasetError(f"{len(bad)} bad image/mask pair(s) (--strict); see above")
+    keep = set(good)
+    return ([p for p in train_pairs if p in keep], [p for p in val_pairs if p in keep])
 
 
 def _load_backbone(model, source, path: str) -> int:
@@ -372,6 +422,10 @@ class Trainer:
         self._steps_window = 0
         self._epoch_losses: list[float] = []
 
+    def _check_progress(self, done: int, total: int) -> None:
+        self.state.check_done, self.state.check_total = done, total
+        self.on_event("checking", self.state)
+
     # -- signals -------------------------------------------------------------------------
     def _install_signals(self):
         previous = {}
@@ -412,6 +466,7 @@ class Trainer:
             self._checkpoint(model)
         if self._stop_signal is not None:
             st.stopped = "signal"
+            st.stop_signal = self._stop_signal
             model.stop_training = True
         if st.global_step >= st.total_steps:
             model.stop_training = True
@@ -450,11 +505,23 @@ class Trainer:
 
     # -- main ----------------------------------------------------------------------------
     def run(self) -> RunState:
+        """Train; a new run folder that a failure leaves without checkpoints is removed."""
+        existed = self.state.run_dir.exists()
+        try:
+            return self._run()
+        except BaseException:
+            if not existed:
+                _remove_if_unused(self.state.run_dir)
+            raise
+
+    def _run(self) -> RunState:
         from basnet_cli.runtime import import_keras, set_precision
 
         keras = import_keras()
         opts, st = self.opts, self.state
-        train_pairs, val_pairs = _load_pairs(opts, st, self.warn)
+        train_pairs, val_pairs = _load_pairs(opts, st, self.warn, self._check_progress)
+        if not train_pairs:
+            raise DatasetError("no training pairs left: every pair is bad (see above)")
         st.train_size, st.val_size = len(train_pairs), len(val_pairs)
         st.batch_size = opts.batch_size
         st.steps_per_epoch = len(train_pairs) // opts.batch_size
@@ -547,9 +614,17 @@ class Trainer:
                 if opts.tensorboard:
                     callbacks.append(keras.callbacks.TensorBoard(
                         log_dir=str(st.run_dir / "tensorboard"), update_freq=opts.log_every))
-                history = model.fit(ds, epochs=1, steps_per_epoch=remaining, verbose=0,
-                                    shuffle=False,
-                                    callbacks=callbacks)
+                try:
+                    history = model.fit(ds, epochs=1, steps_per_epoch=remaining, verbose=0,
+                                        shuffle=False, callbacks=callbacks)
+                except Exception as exc:  # noqa: BLE001 - only a bad pair is translated
+                    reason = _bad_pair_reason(exc)
+                    if reason is None:
+                        raise
+                    raise TrainError(
+                        f"{reason} (it passed the check before training, so it changed "
+                        f"during the run); fix or remove it, then --resume {st.run_dir}"
+                    ) from None
                 if st.stopped == "nan":
                     raise NonFiniteLoss(
                         f"loss became {st.loss} at step {st.global_step}; stopped. The last good "
@@ -593,6 +668,7 @@ class Trainer:
             "epochs_done": st.global_step / st.steps_per_epoch if st.steps_per_epoch else 0,
             "images_seen": st.global_step * self.opts.batch_size,
             "train_size": st.train_size, "val_size": st.val_size,
+            "bad_pairs": st.bad_pairs,
             "precision": st.precision, "elapsed_s": round(elapsed, 1),
             "images_per_s": round(st.images_per_s, 3),
             "best": {"mae": st.best_mae if math.isfinite(st.best_mae) else None,
@@ -612,7 +688,7 @@ class Trainer:
                "train_size": st.train_size, "val_size": st.val_size,
                "steps_per_epoch": st.steps_per_epoch, "total_steps": st.total_steps,
                "precision": st.precision, "keras_backend": os.environ.get("KERAS_BACKEND"),
-               "unmatched": st.unmatched}
+               "unmatched": st.unmatched, "bad_pairs": st.bad_pairs}
         _atomic_write_text(st.run_dir / "config.json", json.dumps(cfg, indent=2))
 
     def _update_config(self, total_steps: int) -> None:

@@ -466,7 +466,7 @@ def test_model_loads_lazily_and_progress_counts_everything(tmp_path: Path, weigh
 
     out = tmp_path / "out"
     out.mkdir()
-    (out / "a.png").write_bytes(b"done earlier")
+    Image.new("L", (8, 8)).save(out / "a.png")  # a finished output of an earlier run
     monkeypatch.setattr(P, "load_predictor", no_model)
     progress = Progress()
     summary = P.run(_opts([src], out, model=str(weights), device="cpu"), progress=progress)
@@ -659,3 +659,16 @@ print("ok")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-2000:]
+
+
+def test_a_fifo_or_broken_link_named_directly_is_an_input_that_fails(tmp_path: Path,
+                                                                      predictor) -> None:
+    fifo, link = tmp_path / "pipe.jpg", tmp_path / "gone.png"
+    os.mkfifo(fifo)
+    link.symlink_to(tmp_path / "missing.png")
+    items, _ = P.discover([str(fifo), str(link)])
+    assert [i.path for i in items] == [fifo, link]
+    summary, lines = _run(predictor, [fifo, link], tmp_path / "out")
+    assert (summary.processed, summary.failed) == (0, 2)
+    reasons = sorted(f.reason for f in lines)
+    assert "broken symbolic link" in reasons[0] and "FIFO" in reasons[1]

@@ -289,7 +289,7 @@ def test_resume_refuses_options_it_would_ignore(trained_run, tmp_path):
     assert "--batch-size" not in text and "last.keras" in text
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_130(synth_dataset, tmp_path):
+def test_sigterm_saves_a_checkpoint_and_exits_143(synth_dataset, tmp_path):
     run = tmp_path / "run"
     # 16 pairs in batches of 2: 8 steps per epoch, no periodic checkpoint (--save-every 0).
     proc = subprocess.Popen(_train_cmd(synth_dataset, run, "--steps", "400", "--save-every",
@@ -308,7 +308,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_130(synth_dataset, tmp_path):
         lines.append(proc.communicate(timeout=300)[1])
     finally:
         watchdog.cancel()
-    assert proc.returncode == 130, "".join(lines)[-2000:]
+    assert proc.returncode == 143, "".join(lines)[-2000:]  # 128 + SIGTERM
     state = json.loads((run / "state.json").read_text())
     # Stopped inside the first epoch: the checkpoint is the one the SIGTERM path wrote.
     assert 0 < state["global_step"] < 8

@@ -6,7 +6,13 @@ happen inside the command functions so that ``basnet --help`` and ``--version`` 
 
 from __future__ import annotations
 
-from basnet_cli.cli.app import app, console, err_console
+from basnet_cli.cli.app import (
+    app,
+    console,
+    err_console,
+    install_signal_handlers,
+    use_private_tempdir,
+)
 
 # Importing the command modules registers their commands on ``app``.
 from basnet_cli.cli import (  # noqa: E402,F401  isort: skip
@@ -21,6 +27,8 @@ from basnet_cli.cli import (  # noqa: E402,F401  isort: skip
 
 
 def main() -> None:
+    install_signal_handlers()
+    use_private_tempdir()
     app()
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from basnet_cli import __version__
+from basnet_cli.display import printable
 
 # Exit codes scripts can trust.
 EXIT_OK = 0
@@ -49,10 +52,62 @@ def _root(
     """BASNet salient-object masks."""
 
 
+def safe(text: object) -> str:
+    """User-supplied text (a file name, an error reason) for Rich: markup and control
+    characters escaped, so it prints as one literal line."""
+    return escape(printable(text))
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    """Print ``error: message`` to stderr and return an Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print ``error: message`` to stderr and return an Exit to raise.  ``message`` is Rich
+    markup (callers escape user text with :func:`safe`); control characters are escaped here."""
+    err_console.print(f"[bold red]error:[/] {printable(message)}", highlight=False)
     return typer.Exit(code)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread: every command stops as on Ctrl-C (finished
+    work kept, a message, a summary) and exits 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` (SIGINT is Python's KeyboardInterrupt)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            signal.signal(sig, _raise_terminated)
+        except (ValueError, OSError):  # not the main thread, or no such signal here
+            pass
+
+
+def use_private_tempdir() -> None:
+    """Point this process's temporary files (TensorFlow's autograph modules among them, which
+    it never deletes) at a folder of its own, removed when the process exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    try:
+        folder = tempfile.mkdtemp(prefix="basnet-")
+    except OSError:  # no writable temporary folder: leave everything as it is
+        return
+    tempfile.tempdir = folder
+    atexit.register(shutil.rmtree, folder, True)
+
+
+def interrupted(exc: KeyboardInterrupt, message: str = "interrupted") -> typer.Exit:
+    """Print ``error: message (SIGNAL)`` and return the Exit for an interrupted run: 130 for
+    Ctrl-C, 128 + N for signal N."""
+    signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+    name = signal.Signals(signum).name
+    return fail(f"{message} ({name})", 128 + int(signum))
 
 
 def not_built(command: str, issue: str) -> typer.Exit:

@@ -7,7 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from basnet_cli.cli.app import EXIT_USAGE, app, console, err_console, fail
+from basnet_cli.cli.app import (
+    EXIT_FAILURES,
+    EXIT_USAGE,
+    app,
+    console,
+    err_console,
+    fail,
+    interrupted,
+    safe,
+)
 from basnet_cli.model.config import DEFAULT_PRESET
 
 _HELP = """Measure speed and memory on this machine: images/s and peak RSS.
@@ -37,17 +46,16 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 
 def _print(result: dict[str, Any]) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     m, s = result["model"], result["settings"]
     dev = result["device"]
     fw = result["framework"]
     versions = ", ".join(f"{k} {v}" for k, v in fw.items() if k != "backend")
-    console.print(escape(f"device: {dev['device']} ({dev['name']}); Keras backend "
+    console.print(safe(f"device: {dev['device']} ({dev['name']}); Keras backend "
                          f"{fw['backend']} ({versions})"), highlight=False)
     params = f", {m['params'] / 1e6:.2f}M params" if m.get("params") else ""
-    console.print(escape(f"model: {m['name']} ({m['precision']}{params}); weights: "
+    console.print(safe(f"model: {m['name']} ({m['precision']}{params}); weights: "
                          f"{m['weights']}"), highlight=False)
     table = Table(title=f"images/s: median of {s['repeats']} repeats after {s['warmup']} "
                         f"warm-up", title_justify="left", header_style="bold")
@@ -64,7 +72,7 @@ def _print(result: dict[str, Any]) -> None:
     console.print(f"peak RSS {result['peak_rss_mib']:.0f} MiB; {result['elapsed_s']:.1f}s in all",
                   highlight=False)
     for note in result["notes"]:
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+        console.print(f"[yellow]note:[/] {safe(note)}", highlight=False)
 
 
 @app.command("benchmark", help=_HELP)
@@ -140,10 +148,12 @@ def benchmark_command(
     try:
         result = run_benchmark(opts, log=log).to_dict()
     except (BenchmarkError, PredictUsageError) as exc:  # e.g. --size of a fixed-size export
-        raise fail(str(exc), EXIT_USAGE) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted", 130) from None
+        raise fail(safe(exc), EXIT_USAGE) from None
+    except KeyboardInterrupt as exc:
+        raise interrupted(exc) from None
     if json_out:
         typer.echo(json.dumps(result, indent=2))
     else:
         _print(result)
+    if result["skipped_inputs"]:  # measured, but some photos could not be read
+        raise typer.Exit(EXIT_FAILURES)

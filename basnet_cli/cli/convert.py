@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from basnet_cli.cli.app import EXIT_USAGE, app, console, fail
+from basnet_cli.cli.app import EXIT_USAGE, app, console, fail, safe
 
 _HELP = "\n\n".join([
     "Convert the official BASNet PyTorch checkpoint into Keras weights.",
@@ -47,18 +46,18 @@ def convert_command(
     from basnet_cli.model.config import PRESETS
 
     if preset not in PRESETS:
-        raise fail(escape(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}"))
+        raise fail(safe(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}"))
     if not checkpoint.is_file():
-        raise fail(escape(f"checkpoint {str(checkpoint)!r} not found"))
+        raise fail(safe(f"checkpoint {str(checkpoint)!r} not found"))
     if not out.name.endswith(".weights.h5"):
-        raise fail(escape(f"--out must end with .weights.h5 (a Keras weights file), "
+        raise fail(safe(f"--out must end with .weights.h5 (a Keras weights file), "
                           f"got {out.name!r}"))
     if out.exists() and out.is_dir():
-        raise fail(escape(f"--out {str(out)!r} is a folder"))
+        raise fail(safe(f"--out {str(out)!r} is a folder"))
     try:
         import torch  # noqa: F401  (optional dependency)
     except ImportError:
-        raise fail(escape(_NO_TORCH), EXIT_USAGE) from None
+        raise fail(safe(_NO_TORCH), EXIT_USAGE) from None
 
     from basnet_cli.runtime import import_keras
 
@@ -68,11 +67,11 @@ def convert_command(
     try:
         result = convert_checkpoint(checkpoint, out, preset)
     except ConversionError as exc:
-        raise fail(escape(f"{checkpoint}: {exc}")) from None
+        raise fail(safe(f"{checkpoint}: {exc}")) from None
     except OSError as exc:
-        raise fail(escape(f"cannot write {out}: {exc}")) from None
-    console.print(escape(
+        raise fail(safe(f"cannot write {out}: {exc}")) from None
+    console.print(safe(
         f"converted {result.tensors} tensors ({result.parameters:,} parameters, preset "
         f"{result.preset}) -> {result.out}"), highlight=False)
-    console.print(escape(f"use it with: basnet predict PHOTOS --model {result.out}"),
+    console.print(safe(f"use it with: basnet predict PHOTOS --model {result.out}"),
                   highlight=False)

@@ -9,7 +9,17 @@ from typing import Annotated, Any
 
 import typer
 
-from basnet_cli.cli.app import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, app, console, err_console, fail
+from basnet_cli.cli.app import (
+    EXIT_FAILURES,
+    EXIT_OK,
+    EXIT_USAGE,
+    app,
+    console,
+    err_console,
+    fail,
+    interrupted,
+    safe,
+)
 from basnet_cli.model.config import DEFAULT_PRESET, PUBLIC_PRESETS, size_help
 
 _PRESETS = ", ".join(PUBLIC_PRESETS)
@@ -82,7 +92,6 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def _print_summary(run: Any, report_paths: dict[str, Path] | None) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     from basnet_cli.report import COLUMNS, method_notes
@@ -92,10 +101,10 @@ def _print_summary(run: Any, report_paths: dict[str, Path] | None) -> None:
         title += f" ({run.model}, {run.size}x{run.size})"
     # metrics as rows, methods as columns: fits a terminal for any usual number of methods
     # names and paths come from the user's files: never read them as Rich markup
-    table = Table(title=escape(title), title_justify="left", header_style="bold")
+    table = Table(title=safe(title), title_justify="left", header_style="bold")
     table.add_column("metric", no_wrap=True)
     for m in run.methods:
-        table.add_column(escape(m.name), justify="right", no_wrap=True)
+        table.add_column(safe(m.name), justify="right", no_wrap=True)
     for key, label, higher in COLUMNS:
         arrow = "" if higher else " (lower is better)"
         table.add_row(label + arrow, *(_fmt(m.metrics.get(key, float("nan")))
@@ -105,16 +114,16 @@ def _print_summary(run: Any, report_paths: dict[str, Path] | None) -> None:
     for m in run.methods:
         bits = method_notes(run.mode, m, names=5)
         if bits:
-            console.print(f"[yellow]{escape(m.name)}:[/] " + escape("; ".join(bits)),
+            console.print(f"[yellow]{safe(m.name)}:[/] " + safe("; ".join(bits)),
                           highlight=False)
     speed = "; ".join(f"{m.name} {m.maps_per_second:.1f} maps/s" for m in run.methods if m.count)
     curve = "per-image curves" if run.curve == "image" else "dataset-level P/R"
-    console.print(escape(f"F: beta^2 0.3, {curve}; {run.seconds:.1f}s ({speed})"),
+    console.print(safe(f"F: beta^2 0.3, {curve}; {run.seconds:.1f}s ({speed})"),
                   highlight=False)
     if report_paths:
         folder = next(iter(report_paths.values())).parent
         names = ", ".join(p.name for p in report_paths.values())
-        console.print(escape(f"report: {folder}/ ({names})"), highlight=False)
+        console.print(safe(f"report: {folder}/ ({names})"), highlight=False)
 
 
 @app.command("evaluate", help=_HELP)
@@ -188,9 +197,7 @@ def evaluate_command(
     line_console = progress.console if progress is not None else err_console
 
     def on_error(method: str, stem: str, reason: str) -> None:
-        from rich.markup import escape
-
-        line_console.print(f"[red]unreadable:[/] {escape(method)}: {escape(reason)}",
+        line_console.print(f"[red]unreadable:[/] {safe(method)}: {safe(reason)}",
                            highlight=False, soft_wrap=True)
 
     try:
@@ -202,9 +209,9 @@ def evaluate_command(
                                  batch_size=batch_size, save_maps=save_maps, curve=curve,
                                  workers=workers, progress=progress, on_error=on_error)
     except EvaluateUsageError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted", 130) from None
+        raise fail(safe(exc), EXIT_USAGE) from None
+    except KeyboardInterrupt as exc:
+        raise interrupted(exc) from None
 
     report_paths = None
     if not no_report and run.evaluated:
@@ -214,7 +221,7 @@ def evaluate_command(
         try:
             report_paths = write_reports(run, out_dir)
         except OSError as exc:
-            raise fail(f"cannot write the report to {out_dir}: {exc}", EXIT_USAGE) from None
+            raise fail(safe(f"cannot write the report to {out_dir}: {exc}"), EXIT_USAGE) from None
 
     if json_out:
         from basnet_cli.report import run_json

@@ -6,9 +6,8 @@ import json
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from basnet_cli.cli.app import EXIT_FAILURES, EXIT_USAGE, app, console, err_console, fail
+from basnet_cli.cli.app import EXIT_FAILURES, EXIT_USAGE, app, console, err_console, fail, safe
 from basnet_cli.model.config import DEFAULT_PRESET, PUBLIC_PRESETS, size_help
 
 _PRESETS = ", ".join(PUBLIC_PRESETS)
@@ -93,25 +92,25 @@ def export_command(
         overwrite=overwrite, verbose=verbose)
 
     def log(message: str) -> None:
-        err_console.print(escape(message), highlight=False)
+        err_console.print(safe(message), highlight=False)
 
     try:
         result = run_export(opts, log=log)
     except ExportUsageError as exc:
-        raise fail(escape(str(exc)), EXIT_USAGE) from None
+        raise fail(safe(str(exc)), EXIT_USAGE) from None
     except ExportError as exc:
-        raise fail(escape(str(exc)), EXIT_FAILURES) from None
+        raise fail(safe(str(exc)), EXIT_FAILURES) from None
 
     if json_out:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
         _print_result(result)
     if result.check_error is not None:
-        raise fail(escape(f"{result.path} was written but not checked: {result.check_error}"),
+        raise fail(safe(f"{result.path} was written but not checked: {result.check_error}"),
                    EXIT_FAILURES)
     if result.check is not None and not result.check.passed:
         tol = result.check.tolerance
-        raise fail(escape(
+        raise fail(safe(
             f"{result.path} differs from the Keras model beyond the {result.format}/"
             f"{result.quantize} tolerance (max {result.check.max_abs:.2e} > {tol.max_abs:g} or "
             f"mean {result.check.mean_abs:.2e} > {tol.mean_abs:g}); the file is kept for "
@@ -130,16 +129,16 @@ def _print_result(result: object) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("wrote", escape(f"{r.path} ({r.format}, quantize {r.quantize})"))
-    table.add_row("model", escape(r.model))
+    table.add_row("wrote", safe(f"{r.path} ({r.format}, quantize {r.quantize})"))
+    table.add_row("model", safe(r.model))
     table.add_row("size", _mib(r.bytes))
-    table.add_row("input", escape(r.io))
+    table.add_row("input", safe(r.io))
     table.add_row("export time", f"{r.export_s:.1f} s (peak memory {r.peak_rss_bytes / 2**30:.2f} "
                                  f"GiB)")
     c = r.check
     if c is not None:
         status = "[green]pass[/]" if c.passed else "[red]FAIL[/]"
-        table.add_row("check", escape(f"{c.images} images ({c.image_source}) on {c.runtime}"))
+        table.add_row("check", safe(f"{c.images} images ({c.image_source}) on {c.runtime}"))
         limit_max = (f"max {c.tolerance.max_abs:g}" if c.tolerance.max_abs < 1
                      else "max not limited")
         table.add_row("difference", f"max {c.max_abs:.2e}, mean {c.mean_abs:.2e} (tolerance "

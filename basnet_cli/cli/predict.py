@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from basnet_cli.cli.app import EXIT_USAGE, app, console, err_console, fail
+from basnet_cli.cli.app import EXIT_USAGE, app, console, err_console, fail, interrupted, safe
 from basnet_cli.model.config import DEFAULT_PRESET, PUBLIC_PRESETS, size_help
 
 _PRESETS = ", ".join(PUBLIC_PRESETS)
@@ -172,16 +172,14 @@ def predict_command(
         line_console = progress.console if progress is not None else err_console
 
         def on_failure(failure: Any) -> None:
-            from rich.markup import escape
-
-            line_console.print(f"[red]failed:[/] {escape(failure.line())}", highlight=False,
+            line_console.print(f"[red]failed:[/] {safe(failure.line())}", highlight=False,
                                soft_wrap=True)
 
         summary = run(opts, on_failure=on_failure, progress=progress)
     except PredictUsageError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted; finished files are kept, re-run to resume", 130) from None
+        raise fail(safe(exc), EXIT_USAGE) from None
+    except KeyboardInterrupt as exc:
+        raise interrupted(exc, "interrupted; finished files are kept, re-run to resume") from None
 
     if json_out:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
@@ -190,7 +188,7 @@ def predict_command(
         style = "red" if summary.failed else "green"
         console.print(
             f"[{style}]{summary.processed} processed[/], {summary.skipped} skipped, "
-            f"{summary.failed} failed in {summary.elapsed_s:.1f}s{speed} -> {summary.out}"
+            f"{summary.failed} failed in {summary.elapsed_s:.1f}s{speed} -> {safe(summary.out)}"
             + (f" (shard {summary.shard}, {summary.in_shard} of {summary.found} inputs)"
                if summary.shard else ""),
             highlight=False,

@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from basnet_cli.cli.app import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, app, console, err_console
+from basnet_cli.cli.app import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, app, console, err_console, safe
+from basnet_cli.display import printable
 from basnet_cli.model.config import DEFAULT_PRESET
 
 _DATA = "Data"
@@ -152,35 +153,39 @@ def train_command(
     try:
         trainer = Trainer(opts, resume=resume, given=_given_options(ctx),
                           on_event=display.event,
-                          warn=lambda m: err_console.print(f"[yellow]warning:[/] {m}",
-                                                           highlight=False))
+                          warn=lambda m: err_console.print(f"[yellow]warning:[/] {safe(m)}",
+                                                           highlight=False, soft_wrap=True))
         state = trainer.run()
     except (DatasetError, TrainError, ValueError, FileNotFoundError) as exc:
         display.close()
         from basnet_cli.train import NonFiniteLoss
 
         code = EXIT_FAILURES if isinstance(exc, NonFiniteLoss) else EXIT_USAGE
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {safe(exc)}", highlight=False)
         raise typer.Exit(code) from None
     display.close()
     summary = trainer.summary
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
     elif not quiet and state.already_done:
-        console.print(f"nothing to do: {state.run_dir} is already at step {state.global_step}/"
-                      f"{state.total_steps}; give --steps or --epochs with --resume to train "
-                      f"further", highlight=False)
+        console.print(f"nothing to do: {safe(state.run_dir)} is already at step "
+                      f"{state.global_step}/{state.total_steps}; give --steps or --epochs "
+                      f"with --resume to train further", highlight=False)
     elif not quiet:
         best = summary["best"]
         best_txt = (f", best val MAE {best['mae']:.4f} / max F {best['maxf']:.4f} "
                     f"(epoch {best['epoch']})" if best["mae"] is not None else "")
         how = {"signal": "interrupted, checkpoint saved", None: "done"}[state.stopped]
+        bad = (f", [red]{len(state.bad_pairs)} bad pair(s) skipped[/]"
+               if state.bad_pairs else "")
         console.print(f"{how}: step {state.global_step}/{state.total_steps}, "
-                      f"{summary['images_per_s']:.2f} images/s{best_txt} -> {state.run_dir}",
-                      highlight=False)
-    if state.stopped == "signal":
-        raise typer.Exit(130)
-    raise typer.Exit(EXIT_OK)
+                      f"{summary['images_per_s']:.2f} images/s{best_txt}{bad} -> "
+                      f"{safe(state.run_dir)}", highlight=False)
+    if state.stopped == "signal":  # 130 for Ctrl-C, 143 for SIGTERM
+        import signal
+
+        raise typer.Exit(128 + signal.Signals[state.stop_signal or "SIGINT"].value)
+    raise typer.Exit(EXIT_FAILURES if state.bad_pairs else EXIT_OK)
 
 
 def _given_options(ctx: typer.Context) -> set[str]:
@@ -200,7 +205,7 @@ def _given_options(ctx: typer.Context) -> set[str]:
 
 
 def _usage(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {printable(message)}", highlight=False)
     return typer.Exit(EXIT_USAGE)
 
 
@@ -216,12 +221,14 @@ class _Display:
         self.t0 = time.perf_counter()
 
     def _line(self, text: str) -> None:
-        err_console.print(text, highlight=False, soft_wrap=True)
+        err_console.print(safe(text), highlight=False, soft_wrap=True)
 
     def event(self, kind: str, st) -> None:
         if not self.enabled:
             return
-        if kind == "start":
+        if kind == "checking":
+            self._checking(st.check_done, st.check_total)
+        elif kind == "start":
             resumed = (f" (resumed at step {st.resumed_from_step})"
                        if st.resumed_from_step is not None else "")
             self._line(f"training {st.train_size} pairs ({st.val_size} for validation), "
@@ -260,6 +267,21 @@ class _Display:
             val = (f" val MAE {row['mae']:.4f} max F {row['maxf']:.4f}"
                    if "mae" in row else "")
             self._line(f"epoch {row['epoch']} done: loss {row['loss']:.4f}{val}")
+
+    def _checking(self, done: int, total: int) -> None:
+        """A transient bar while every pair is decoded once (terminals, big folders only)."""
+        if not self.tty or total < 256:
+            return
+        if self.progress is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.progress = Progress(TextColumn("checking pairs"), BarColumn(),
+                                     MofNCompleteColumn(), console=err_console, transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task("check", total=total)
+        self.progress.update(self.task, completed=done)
+        if done >= total:
+            self.close()
 
     def close(self) -> None:
         if self.progress is not None:

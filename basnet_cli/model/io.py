@@ -51,6 +51,46 @@ def _preset_from_filename(path: Path) -> BASNetConfig | None:
     return None
 
 
+def _check_keras_archive(path: Path) -> None:
+    """A ``.keras`` file is a zip archive with ``config.json``: say which part is wrong."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            raise ModelSpecError(f"--model {path}: not a .keras model (not a zip archive; "
+                                 f"truncated, or a file of another format)")
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ModelSpecError(f"--model {path}: cannot read it ({exc})") from None
+    if "config.json" not in names:
+        raise ModelSpecError(f"--model {path}: a zip archive without config.json, not a "
+                             f".keras model")
+
+
+# Top-level groups of a Keras 3 weights file, and of a legacy Keras 2 HDF5 model/weights file.
+_KERAS_H5_KEYS = {"layers", "vars", "model_weights"}
+
+
+def _check_weights_file(path: Path) -> None:
+    """Refuse an HDF5 file that holds no Keras weights before any model is built (trying each
+    preset on a foreign file printed hundreds of Keras warnings)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            keys = set(f.keys())
+            legacy = "layer_names" in f.attrs
+    except OSError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelSpecError(f"--model {path}: not a Keras weights file (not readable as "
+                             f"HDF5: {first})") from None
+    if not (keys & _KERAS_H5_KEYS or legacy):
+        shown = ", ".join(sorted(keys)[:5]) or "none"
+        raise ModelSpecError(f"--model {path}: an HDF5 file without Keras weights (top-level "
+                             f"entries: {shown})")
+
+
 def resolve(spec: str, *, preset: str | None = None, require_weights: bool = True) -> ModelSource:
     """Turn ``--model`` into a :class:`ModelSource` without building anything.
 
@@ -71,9 +111,13 @@ def resolve(spec: str, *, preset: str | None = None, require_weights: bool = Tru
         raise ModelSpecError(
             f"--model {spec!r} is neither a preset ({', '.join(PRESETS)}) nor an existing file"
         )
+    if path.is_dir():
+        raise ModelSpecError(f"--model {spec!r} is a folder, not a model file")
     if path.name.endswith(".keras"):
+        _check_keras_archive(path)
         return ModelSource("keras", None, path)
     if path.name.endswith(".weights.h5") or path.suffix == ".h5":
+        _check_weights_file(path)
         config = get_preset(preset) if preset else _preset_from_filename(path)
         return ModelSource("weights", config, path)
     raise ModelSpecError(f"--model {spec!r}: expected a preset, a .weights.h5 or a .keras file")
@@ -105,11 +149,15 @@ def load_training_model(source: ModelSource, input_shape: tuple = (None, None, 3
             model.load_weights(source.path)
         return model
     # Unknown preset for a weights file: try each preset until the shapes fit.
+    import warnings
+
     errors = []
     for config in PRESETS.values():
         model = build_basnet(config, input_shape)
         try:
-            model.load_weights(source.path)
+            with warnings.catch_warnings():  # a mismatch warns per layer: the error says it
+                warnings.simplefilter("ignore")
+                model.load_weights(source.path)
         except Exception as exc:  # noqa: BLE001 - shape mismatch means "not this preset"
             errors.append(f"{config.name}: {str(exc).splitlines()[0][:80]}")
             continue
