@@ -84,7 +84,7 @@ def soak(count: int, size: int, model: str, net_size: int, workdir: Path) -> dic
     last = None
     while proc.poll() is None:
         sample = _proc(proc.pid)
-        if sample is not None:
+        if sample is not None and sample["rss_mib"] > 0:  # 0: the process is exiting
             sample["outputs"] = _count(out)
             last = sample
             samples.append(sample)

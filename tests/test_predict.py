@@ -663,7 +663,8 @@ print("ok")
 
 def test_a_fifo_or_broken_link_named_directly_is_an_input_that_fails(tmp_path: Path,
                                                                       predictor) -> None:
-    fifo, link = tmp_path / "pipe.jpg", tmp_path / "gone.png"
+    (tmp_path / "in").mkdir()
+    fifo, link = tmp_path / "in" / "pipe.jpg", tmp_path / "in" / "gone.png"
     os.mkfifo(fifo)
     link.symlink_to(tmp_path / "missing.png")
     items, _ = P.discover([str(fifo), str(link)])

@@ -15,17 +15,43 @@ class ModelSpecError(ValueError):
     """The ``--model`` value names nothing we can load (a usage error, exit code 2)."""
 
 
-def weights_dir() -> Path:
-    """Folder of the bundled weights (``$BASNET_WEIGHTS_DIR`` or the repo's ``weights/``)."""
+# Where an installed wheel puts the bundled weights, under its installation prefix.
+WHEEL_WEIGHTS = Path("share") / "basnet-cli" / "weights"
+
+
+def weights_dirs() -> list[Path]:
+    """Where bundled weights are looked for, in order: ``$BASNET_WEIGHTS_DIR`` (only it, when
+    set), else the checkout's ``weights/`` (an editable install or a clone), then
+    ``<prefix>/share/basnet-cli/weights`` of an installed wheel (``sys.prefix``, then the user
+    base of ``pip install --user``)."""
+    import site
+    import sys
+
     env = os.environ.get("BASNET_WEIGHTS_DIR")
     if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "weights"
+        return [Path(env)]
+    dirs = [Path(__file__).resolve().parents[2] / "weights", Path(sys.prefix) / WHEEL_WEIGHTS]
+    user_base = getattr(site, "USER_BASE", None)
+    if user_base:
+        dirs.append(Path(user_base) / WHEEL_WEIGHTS)
+    return dirs
+
+
+def weights_dir() -> Path:
+    """The first of :func:`weights_dirs` that holds weights (for messages: the first one)."""
+    dirs = weights_dirs()
+    for folder in dirs:
+        if any(folder.glob("*.weights.h5")):
+            return folder
+    return dirs[0]
 
 
 def bundled_weights(preset: str) -> Path | None:
-    path = weights_dir() / f"{preset}.weights.h5"
-    return path if path.is_file() else None
+    for folder in weights_dirs():
+        path = folder / f"{preset}.weights.h5"
+        if path.is_file():
+            return path
+    return None
 
 
 @dataclass
