@@ -15,9 +15,11 @@ Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -179,19 +181,29 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+@contextlib.contextmanager
+def _decoding(im: Image.Image) -> Iterator[None]:
+    """Pillow's errors while decoding ``im`` as :class:`DecodeError`; ``im`` closed after."""
+    try:
+        yield
+    except DecodeError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DecodeError(f"corrupt or truncated image ({exc})") from None
+    except MemoryError:
+        raise DecodeError("out of memory while decoding") from None
+    finally:
+        im.close()
+
+
 def _full_load(im: Image.Image) -> None:
-    """Decode every pixel now, or raise :class:`DecodeError`.
+    """Decode every pixel now (errors become :class:`DecodeError` in :func:`_decoding`).
 
     Must run before anything else touches the pixels: Pillow's ``getexif()`` on a PNG loads the
     image itself, and an error swallowed there leaves a half-filled image that later ``load()``
     calls accept (a corrupt PNG would decode as partly black instead of failing).
     """
-    try:
-        im.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise DecodeError(f"corrupt or truncated image ({exc})") from None
-    except MemoryError:
-        raise DecodeError("out of memory while decoding") from None
+    im.load()
 
 
 def load_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS, *,
@@ -205,7 +217,7 @@ def load_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXEL
     the returned size.  Every pixel is decoded or :class:`DecodeError` is raised.
     """
     im = open_image(path, max_pixels)
-    try:
+    with _decoding(im):
         width, height = im.size
         if draft_size and im.format == "JPEG":
             im.draft(None, (draft_size, draft_size))
@@ -220,14 +232,6 @@ def load_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXEL
             rgb = im.copy()
         rgb.load()
         return rgb, size
-    except DecodeError:
-        raise
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DecodeError(f"corrupt or truncated image ({exc})") from None
-    except MemoryError:
-        raise DecodeError("out of memory while decoding") from None
-    finally:
-        im.close()
 
 
 def load_gray(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS
@@ -241,7 +245,7 @@ def load_gray(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXE
     with NaN or infinite values raises :class:`DecodeError`.
     """
     im = open_image(path, max_pixels)
-    try:
+    with _decoding(im):
         _full_load(im)
         mode = im.mode
         if mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -259,14 +263,6 @@ def load_gray(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXE
         if mode in ("RGBA", "PA", "P", "CMYK", "YCbCr", "LAB", "HSV", "RGBa"):
             im = im.convert("RGB")
         return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-    except DecodeError:
-        raise
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DecodeError(f"corrupt or truncated image ({exc})") from None
-    except MemoryError:
-        raise DecodeError("out of memory while decoding") from None
-    finally:
-        im.close()
 
 
 def _same_aspect(a: tuple[int, int], b: tuple[int, int], tol: float = 0.02) -> bool:
