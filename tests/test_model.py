@@ -149,7 +149,7 @@ def test_corrupt_weights_file_is_a_usage_error_everywhere(tmp_path):
     bad = tmp_path / "basnet-tiny.weights.h5"
     bad.write_bytes(b"not an HDF5 file")
     before = keras.mixed_precision.global_policy().name
-    message = rf"^--model {re.escape(str(bad))}: cannot load it \("
+    message = rf"^--model {re.escape(str(bad))}: not a Keras weights file \("
     with pytest.raises(P.PredictUsageError, match=message):
         P.load_predictor(str(bad), precision="float32", device="cpu")
     with pytest.raises(E.ExportUsageError, match=message):

@@ -19,7 +19,8 @@ EXIT_USAGE = 2  # bad options, nothing to do, unknown model, unwritable output
 EXIT_NOT_BUILT = 3  # a command that is not implemented yet
 
 console = Console()
-err_console = Console(stderr=True)
+# Messages on stderr are one line each whatever the terminal width (scripts grep them).
+err_console = Console(stderr=True, soft_wrap=True)
 
 app = typer.Typer(
     name="basnet",
