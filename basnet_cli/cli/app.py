@@ -11,12 +11,12 @@ from rich.markup import escape
 
 from basnet_cli import __version__
 from basnet_cli.display import printable
+from basnet_cli.errors import UsageError
 
 # Exit codes scripts can trust.
 EXIT_OK = 0
 EXIT_FAILURES = 1  # the run finished but some inputs failed
 EXIT_USAGE = 2  # bad options, nothing to do, unknown model, unwritable output
-EXIT_NOT_BUILT = 3  # a command that is not implemented yet
 
 console = Console()
 # Messages on stderr are one line each whatever the terminal width (scripts grep them).
@@ -111,5 +111,12 @@ def interrupted(exc: KeyboardInterrupt, message: str = "interrupted") -> typer.E
     return fail(f"{message} ({name})", 128 + int(signum))
 
 
-def not_built(command: str, issue: str) -> typer.Exit:
-    return fail(f"`basnet {command}` is not built yet ({issue}).", EXIT_NOT_BUILT)
+def exit_code(exc: BaseException) -> int:
+    """The exit code for an error a command reports: 2 for a :class:`UsageError` (the run did
+    not start), 1 for any other (:class:`basnet_cli.errors.RunFailure`: it started and failed)."""
+    return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILURES
+
+
+def error_exit(exc: BaseException) -> typer.Exit:
+    """Print ``exc`` as one ``error:`` line and return the Exit with its :func:`exit_code`."""
+    return fail(safe(exc), exit_code(exc))
