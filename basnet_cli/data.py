@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from basnet_cli.images import IMAGE_EXTS  # one list for predict, train and evaluate
-from basnet_cli.images import MAP_EXTS as MASK_EXTS
+from basnet_cli.errors import UsageError
+from basnet_cli.images import IMAGE_EXTS, MAP_EXTS  # the one list for predict, train, evaluate
 
 _PLAIN_IMAGE_DIRS = ("images", "imgs", "image", "Image", "Images", "img", "im")
 _PLAIN_MASK_DIRS = ("masks", "mask", "gt", "GT", "Masks", "Mask", "labels", "annotations")
 
 
-class DatasetError(ValueError):
-    """The dataset folder cannot be understood (usage error)."""
+class DatasetError(UsageError):
+    """The dataset folder cannot be understood, or holds nothing to train on (exit 2)."""
 
 
 @dataclass
@@ -98,7 +98,7 @@ def find_pairs(root: str | Path | None = None, *, images: str | Path | None = No
     else:
         raise DatasetError("give a dataset folder or --images and --masks")
     imgs = _files(image_dir, IMAGE_EXTS)
-    msks = _files(mask_dir, MASK_EXTS)
+    msks = _files(mask_dir, MAP_EXTS)
     common = sorted(set(imgs) & set(msks))
     return PairScan(
         pairs=[(imgs[k], msks[k]) for k in common],
@@ -348,7 +348,6 @@ def split_pairs(pairs: list[tuple[Path, Path]], fraction: float, seed: int
     train = [p for i, p in enumerate(pairs) if i not in val_idx]
     val = [p for i, p in enumerate(pairs) if i in val_idx]
     return train, val
-
 
 
 def limit_pairs(pairs: list[tuple[Path, Path]], limit: int, seed: int

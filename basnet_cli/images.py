@@ -1,4 +1,5 @@
-"""Pillow helpers for ``basnet predict``: decode any photo to RGB, render and atomically write maps.
+"""The project's one image decoder and writer (Pillow): decode any photo to RGB, masks and maps
+to gray, pairs for training and evaluation; render and atomically write maps.
 
 Decoding rules (:func:`to_rgb`):
 - EXIF orientation is applied (the mask matches the photo as viewers show it);
@@ -269,16 +270,9 @@ def _same_aspect(a: tuple[int, int], b: tuple[int, int], tol: float = 0.02) -> b
     return abs(a[0] * b[1] - b[0] * a[1]) <= tol * a[1] * b[0]
 
 
-def load_pair(image_path: str | os.PathLike, mask_path: str | os.PathLike,
-              max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
-    """A training/evaluation pair: uint8 RGB ``(H, W, 3)`` and float32 mask ``(h, w)``.
-
-    The two may differ in resolution but not in shape (aspect ratio within 2 %): both are
-    resized to the network's input, so a mask of another shape would be silently misaligned.
-    The photo is EXIF-oriented when that is what makes its shape the mask's (a mask drawn on
-    the photo as viewers show it), else left as stored.  Raises :class:`DecodeError` naming
-    the broken file of the two, or both files when their shapes differ.
-    """
+def _load_pair_image(image_path: str | os.PathLike, mask_path: str | os.PathLike,
+                     max_pixels: int | None) -> tuple[Image.Image, np.ndarray]:
+    """:func:`load_pair` with the photo as a Pillow image."""
     try:
         mask = load_gray(mask_path, max_pixels)
     except DecodeError as exc:
@@ -295,21 +289,49 @@ def load_pair(image_path: str | os.PathLike, mask_path: str | os.PathLike,
     if not _same_aspect(rgb.size, mask_wh):
         raise DecodeError(f"image {printable(image_path)} is {rgb.size[0]}x{rgb.size[1]} but "
                           f"its mask {printable(mask_path)} is {mask_wh[0]}x{mask_wh[1]}")
+    return rgb, mask
+
+
+def load_pair(image_path: str | os.PathLike, mask_path: str | os.PathLike,
+              max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+    """A training/evaluation pair: uint8 RGB ``(H, W, 3)`` and float32 mask ``(h, w)``.
+
+    The two may differ in resolution but not in shape (aspect ratio within 2 %): both are
+    resized to the network's input, so a mask of another shape would be silently misaligned.
+    The photo is EXIF-oriented when that is what makes its shape the mask's (a mask drawn on
+    the photo as viewers show it), else left as stored.  Raises :class:`DecodeError` naming
+    the broken file of the two, or both files when their shapes differ.
+    """
+    rgb, mask = _load_pair_image(image_path, mask_path, max_pixels)
     return np.asarray(rgb, dtype=np.uint8), mask
+
+
+def load_pair_for_model(image_path: str | os.PathLike, mask_path: str | os.PathLike, size: int,
+                        max_pixels: int | None = DEFAULT_MAX_PIXELS
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """A labelled pair for evaluation: the photo of :func:`load_pair` as the network sees it
+    (uint8 ``(size, size, 3)``, resized as :func:`load_for_model` does) and its float32 mask
+    ``(h, w)`` at the mask's own resolution."""
+    rgb, mask = _load_pair_image(image_path, mask_path, max_pixels)
+    return _model_input(rgb, size), mask
+
+
+def _model_input(rgb: Image.Image, size: int) -> np.ndarray:
+    """``rgb`` resized to ``size`` x ``size`` with Pillow's bilinear filter, which widens its
+    support when shrinking (an anti-aliased bilinear), so large photos do not alias on the way
+    down; uint8 ``(size, size, 3)``."""
+    if rgb.size != (size, size):
+        rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)
 
 
 def load_for_model(path: str | os.PathLike, size: int,
                    max_pixels: int | None = DEFAULT_MAX_PIXELS, *, draft: bool = True
                    ) -> tuple[np.ndarray, tuple[int, int]]:
-    """``(uint8 array (size, size, 3), (width, height) of the original)`` for the network.
-
-    The resize is Pillow's bilinear filter, which widens its support when shrinking (an
-    anti-aliased bilinear), so large photos do not alias on the way down to ``size``.
-    """
+    """``(uint8 array (size, size, 3), (width, height) of the original)`` for the network
+    (see :func:`_model_input` for the resize)."""
     rgb, orig = load_rgb(path, max_pixels, draft_size=size if draft else None)
-    if rgb.size != (size, size):
-        rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8), orig
+    return _model_input(rgb, size), orig
 
 
 # ---------------------------------------------------------------------------------------------

@@ -149,3 +149,15 @@ def set_precision(precision: str) -> str:
     concrete = resolve_precision(precision)
     keras.mixed_precision.set_global_policy(POLICIES[concrete])
     return concrete
+
+
+@contextlib.contextmanager
+def policy_restored() -> Iterator[None]:
+    """Put the global Keras dtype policy back as it was on leaving: a command run in-process
+    (tests, notebooks) must not leave mixed precision behind for the models built after it."""
+    keras = import_keras()
+    previous = keras.mixed_precision.global_policy()
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

@@ -519,12 +519,12 @@ def _input_text(folder: Path, args: argparse.Namespace, n: int, copies: int) -> 
 
 
 def section_pipeline(report: Report, args: argparse.Namespace, photos: list[Path]) -> None:
-    from basnet_cli.predict import measure_pipeline
+    from basnet_cli.stream import measure_pipeline
 
     paths = photos[: args.pipeline_images]
     log(f"pipeline: decode and encode {len(paths)} photos")
     res = measure_pipeline(paths, size=args.predict_size, batch_size=args.predict_batch)
-    command = (f"python -c \"from basnet_cli.predict import measure_pipeline; print("
+    command = (f"python -c \"from basnet_cli.stream import measure_pipeline; print("
                f"measure_pipeline(<{len(paths)} ECSSD photos>, size={args.predict_size}, "
                f"batch_size={args.predict_batch}))\"")
     for stage in ("decode", "encode"):
@@ -595,7 +595,7 @@ def section_export(report: Report, args: argparse.Namespace, photos: list[Path],
     """One row per ``--export-formats`` entry: file size, the self-check's difference to Keras,
     median time per image, and ECSSD MAE of ``basnet predict --model <export>``."""
     from basnet_cli import export as E
-    from basnet_cli.predict import KerasPredictor
+    from basnet_cli.inference import KerasPredictor
 
     size, n = args.export_size, min(args.export_images, len(photos))
     spec, model_text = _export_model_spec(args, weights_dir)

@@ -27,7 +27,7 @@ def average(files: list[Path], out: Path, preset: str | None = None) -> Path:
     Each file is loaded as ``--model`` loads it (``.weights.h5`` of ``preset``, or of the preset
     its name or shapes give; or ``.keras``), so all must be of one preset.
     """
-    from basnet_cli.convert import save_weights_atomic
+    from basnet_cli.model.convert import save_weights_atomic
     from basnet_cli.model.io import load_training_model, resolve
 
     models = [load_training_model(resolve(str(path), preset=preset)) for path in files]

@@ -24,14 +24,14 @@ from basnet_cli.runtime import import_keras  # noqa: E402
 keras = import_keras()
 
 from basnet_cli.cli import app  # noqa: E402
-from basnet_cli.convert import (  # noqa: E402
+from basnet_cli.model.basnet import IMAGENET_MEAN, IMAGENET_STD, build_basnet  # noqa: E402
+from basnet_cli.model.config import get_preset  # noqa: E402
+from basnet_cli.model.convert import (  # noqa: E402
     ConversionError,
     build_from_state_dict,
     guess_presets,
     normalise_state_dict,
 )
-from basnet_cli.model.basnet import IMAGENET_MEAN, IMAGENET_STD, build_basnet  # noqa: E402
-from basnet_cli.model.config import get_preset  # noqa: E402
 from tests.torch_reference import TorchBASNet, randomise  # noqa: E402
 
 TOLERANCE = 1e-4

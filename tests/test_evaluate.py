@@ -254,6 +254,11 @@ def test_cli_exit_codes(maps_case: dict, tmp_path: Path) -> None:
     res = runner.invoke(app, ["evaluate", "--pred", str(broken), "--gt", str(maps_case["gt"]),
                               "--no-report", "-q"])
     assert res.exit_code == 1  # nothing could be evaluated
+    res = runner.invoke(app, ["evaluate", "--pred", str(maps_case["a"]), "--gt",
+                              str(maps_case["gt"]), "--curve", "pixel"])
+    assert res.exit_code == 2 and "--curve must be one of image, dataset" in res.stderr
+    res = runner.invoke(app, ["evaluate", "--data", str(tmp_path), "--gt", str(tmp_path)])
+    assert res.exit_code == 2 and "not both" in res.stderr
 
 
 def test_empty_plot_has_no_curve_pixels(tmp_path: Path) -> None:
@@ -273,3 +278,21 @@ def test_cli_prints_bracketed_names_literally(maps_case: dict, tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert "run[bold]v2" in result.output
     assert "img0[red]" in result.output
+
+
+def test_mode_and_report_folder_are_decided_in_the_core(tmp_path: Path) -> None:
+    from basnet_cli.evaluate import default_report_dir, evaluation_mode
+
+    assert evaluation_mode(pred=["a"], gt="g", data=None, images=None, masks=None) == "maps"
+    assert evaluation_mode(pred=None, gt=None, data=None, images="i", masks="m") == "model"
+    for kwargs, message in [({}, "nothing to evaluate"), ({"pred": ["a"]}, "needs both"),
+                            ({"gt": "g", "data": "d"}, "not both")]:
+        args = {"pred": None, "gt": None, "data": None, "images": None, "masks": None, **kwargs}
+        with pytest.raises(EvaluateUsageError, match=message):
+            evaluation_mode(**args)
+    weights = tmp_path / "runs" / "final.weights.h5"
+    weights.parent.mkdir()
+    weights.write_bytes(b"")
+    assert default_report_dir("model", "DUTS TE", str(weights)) == weights.parent / "eval-DUTS_TE"
+    assert default_report_dir("model", "ECSSD", "basnet-lite") == Path("eval-ECSSD-basnet-lite")
+    assert default_report_dir("maps", "ECSSD", "basnet-lite") == Path("eval-ECSSD")

@@ -102,7 +102,7 @@ def test_keras(weights: Path, photos: Path, export_dir: Path) -> None:
 
 
 def test_savedmodel(weights: Path, photos: Path, export_dir: Path) -> None:
-    from basnet_cli.backends import SavedModelPredictor
+    from basnet_cli.inference import SavedModelPredictor
 
     result = _export("savedmodel", "none", weights, photos, export_dir)
     _assert_checked(result, "savedmodel", "none")
@@ -114,7 +114,7 @@ def test_savedmodel(weights: Path, photos: Path, export_dir: Path) -> None:
 
 @pytest.mark.parametrize("quantize", ["none", "float16", "int8-dynamic", "int8"])
 def test_tflite(quantize: str, weights: Path, photos: Path, export_dir: Path) -> None:
-    from basnet_cli.backends import TFLitePredictor
+    from basnet_cli.inference import TFLitePredictor
 
     result = _export("tflite", quantize, weights, photos, export_dir)
     _assert_checked(result, "tflite", quantize)
@@ -131,7 +131,7 @@ def test_tflite_without_litert_falls_back_to_tf_lite(weights: Path, photos: Path
     import sys
     import warnings
 
-    from basnet_cli.backends import TFLitePredictor
+    from basnet_cli.inference import TFLitePredictor
 
     path = _export("tflite", "none", weights, photos, export_dir).path
     for name in ("ai_edge_litert", "ai_edge_litert.interpreter"):
@@ -146,8 +146,7 @@ def test_tflite_without_litert_falls_back_to_tf_lite(weights: Path, photos: Path
 @needs_onnx
 @pytest.mark.parametrize("quantize", ["none", "float16", "int8"])
 def test_onnx(quantize: str, weights: Path, photos: Path, export_dir: Path) -> None:
-    from basnet_cli.backends import OnnxPredictor
-    from basnet_cli.predict import KerasPredictor
+    from basnet_cli.inference import KerasPredictor, OnnxPredictor
 
     result = _export("onnx", quantize, weights, photos, export_dir)
     _assert_checked(result, "onnx", quantize)
@@ -307,7 +306,7 @@ def test_cli_usage_errors(args: list[str], message: str, weights: Path, tmp_path
 def test_cli_missing_runtime_is_a_failure(weights: Path, photos: Path, tmp_path: Path,
                                           monkeypatch) -> None:
     """An export that cannot be checked (runtime missing) exits 1 and says why."""
-    monkeypatch.setattr(E, "run_tfjs", _raise_no_node)
+    monkeypatch.setattr("basnet_cli.export.check.run_tfjs", _raise_no_node)
     res = _cli("export", "--model", weights, "--format", "tfjs", "--size", SIZE,
                "--out", tmp_path / "js", "--check-images", photos, "--check-count", 1)
     assert res.exit_code == 1
@@ -333,6 +332,61 @@ def test_default_names() -> None:
     for fmt in E.FORMATS:
         for quantize in E.SUPPORTED[fmt]:
             assert (fmt, quantize) in E.TOLERANCES
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--format", "pytorch"], "--format must be one of keras, savedmodel, tflite, onnx, tfjs, "
+                              "got 'pytorch'"),
+    (["--format", "TFLite", "--quantize", "Bogus"], "--quantize must be one of none, float16, "
+                                                    "int8-dynamic, int8, got 'bogus'"),
+    (["--format", "KERAS", "--quantize", "INT8"], "--format keras supports --quantize none "
+                                                  "(not int8)"),
+])
+def test_cli_choices_ignore_case(args: list[str], message: str) -> None:
+    """--format and --quantize take any case; a bad value is one error line and exit 2,
+    before any model is loaded."""
+    res = _cli("export", *args)
+    assert res.exit_code == 2, res.output
+    assert " ".join(res.stderr.split()) == f"error: {message}"
+
+
+def test_options_errors_and_results() -> None:
+    from basnet_cli.errors import RunFailure, UsageError
+
+    assert issubclass(E.ExportUsageError, UsageError) and issubclass(E.ExportUsageError,
+                                                                     ValueError)
+    assert issubclass(E.ExportError, RunFailure) and issubclass(E.ExportError, RuntimeError)
+    assert E.parse_format("ONNX") is E.ExportFormat.onnx
+    assert E.parse_quantize("Int8-Dynamic") is E.Quantization.int8_dynamic
+    assert E.FORMATS == tuple(f.value for f in E.ExportFormat)
+    assert E.QUANTIZATIONS == ("none", "float16", "int8-dynamic", "int8")
+    opts = E.ExportOptions(model="basnet-lite", format=E.ExportFormat.tflite,
+                           quantize=E.Quantization.int8_dynamic, size=320)
+    assert type(opts.format) is str and opts.quantize == "int8-dynamic"
+    assert str(E.default_out(opts)) == "basnet-lite-320-int8-dynamic.tflite"
+    with pytest.raises(E.ExportUsageError, match="--format must be one of"):
+        E.ExportOptions(model="basnet-lite", format="KERAS").validate()
+
+    tol = E.Tolerance(0.1, 1e-3)
+    check = E.CheckResult(runtime="r", images=1, image_source="s", max_abs=0.2, mean_abs=1e-4,
+                          tolerance=tol, time_per_image_s=1.0, keras_time_per_image_s=1.0)
+    result = E.ExportResult(format="tflite", quantize="float16", path="m.tflite", model="m",
+                            size=64, bytes=1, io="", export_s=0.0, check=check)
+    assert not result.ok and result.failure() == (
+        "m.tflite differs from the Keras model beyond the tflite/float16 tolerance (max "
+        "2.00e-01 > 0.1 or mean 1.00e-04 > 0.001); the file is kept for inspection")
+    result.check, result.check_error = None, "no node"
+    assert result.failure() == "m.tflite was written but not checked: no node"
+    result.check_error = None
+    assert result.ok and result.failure() is None
+
+
+def test_shared_ecssd_is_next_to_the_checkout() -> None:
+    import basnet_cli
+    from basnet_cli.export.images import _shared_ecssd
+
+    checkout = Path(basnet_cli.__file__).resolve().parents[1]
+    assert _shared_ecssd() == checkout.parent / "shared" / "data" / "ECSSD" / "images"
 
 
 def test_synthetic_images_are_deterministic() -> None:

@@ -97,7 +97,7 @@ def test_hybrid_loss_object_averages_over_batch():
 def test_tiny_preset_overfits_a_few_pairs():
     from basnet_cli.model.basnet import OUTPUT_NAMES, build_basnet, inference_model
     from basnet_cli.model.config import TINY
-    from basnet_cli.train import _build_training_state
+    from basnet_cli.train.prepare import build_training_state
     from tests.conftest import make_pair
 
     rng = np.random.default_rng(0)
@@ -108,7 +108,7 @@ def test_tiny_preset_overfits_a_few_pairs():
     model = build_basnet(TINY)
     model.compile(optimizer=keras.optimizers.Adam(1e-2),
                   loss=[HybridLoss(name=f"{n}_loss") for n in OUTPUT_NAMES])
-    _build_training_state(model)  # as `basnet train` does: the train step is traced once
+    build_training_state(model)  # as `basnet train` does: the train step is traced once
     t0 = time.perf_counter()
     hist = model.fit(x, (y,) * 8, batch_size=4, epochs=50, verbose=0, shuffle=False)
     elapsed = time.perf_counter() - t0

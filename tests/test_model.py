@@ -144,13 +144,13 @@ def test_corrupt_weights_file_is_a_usage_error_everywhere(tmp_path):
     """predict, export and benchmark load through io.loading: same message, policy restored."""
     from basnet_cli import benchmark as B
     from basnet_cli import export as E
-    from basnet_cli import predict as P
+    from basnet_cli import inference as P
 
     bad = tmp_path / "basnet-tiny.weights.h5"
     bad.write_bytes(b"not an HDF5 file")
     before = keras.mixed_precision.global_policy().name
     message = rf"^--model {re.escape(str(bad))}: not a Keras weights file \("
-    with pytest.raises(P.PredictUsageError, match=message):
+    with pytest.raises(P.InferenceUsageError, match=message):
         P.load_predictor(str(bad), precision="float32", device="cpu")
     with pytest.raises(E.ExportUsageError, match=message):
         E.load_model(E.ExportOptions(model=str(bad), format="keras"))

@@ -19,7 +19,11 @@ import pytest
 from PIL import Image
 
 from basnet_cli import images as imgs
+from basnet_cli import inference as inf
+from basnet_cli import inputs as ins
+from basnet_cli import outputs as outs
 from basnet_cli import predict as P
+from basnet_cli import stream as st
 
 SIZE = 32
 
@@ -32,8 +36,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 
 @pytest.fixture(scope="module")
-def predictor(weights: Path) -> P.Predictor:
-    pred, precision, device = P.load_predictor(str(weights), precision="float32", device="cpu")
+def predictor(weights: Path) -> inf.Predictor:
+    pred, precision, device = inf.load_predictor(str(weights), precision="float32", device="cpu")
     assert (precision, device) == ("float32", "cpu")
     return pred
 
@@ -73,8 +77,8 @@ def _opts(inputs, out, **kw) -> P.PredictOptions:
     return P.PredictOptions(inputs=[str(i) for i in inputs], out=str(out), **kw)
 
 
-def _run(predictor, inputs, out, **kw) -> tuple[P.PredictSummary, list[P.Failure]]:
-    lines: list[P.Failure] = []
+def _run(predictor, inputs, out, **kw) -> tuple[P.PredictSummary, list[outs.Failure]]:
+    lines: list[outs.Failure] = []
     summary = P.run(_opts(inputs, out, **kw), predictor=predictor, on_failure=lines.append)
     return summary, lines
 
@@ -175,49 +179,50 @@ def test_discover_files_folders_globs(tmp_path: Path) -> None:
         p = src / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"x")
-    items, roots = P.discover([str(src)])
+    items, roots = ins.discover([str(src)])
     assert [i.rel for i in items] == ["a.jpg", "b.PNG", "sub/c.jpg", "sub/deep/d.webp"]
     assert roots == [src]
-    items, _ = P.discover([str(src)], recursive=False)
+    items, _ = ins.discover([str(src)], recursive=False)
     assert [i.rel for i in items] == ["a.jpg", "b.PNG"]
-    items, roots = P.discover([str(src / "sub" / "*.jpg"), str(src / "a.jpg")])
+    items, roots = ins.discover([str(src / "sub" / "*.jpg"), str(src / "a.jpg")])
     assert [i.rel for i in items] == ["c.jpg", "a.jpg"] and roots == [src / "sub", src]
-    items, _ = P.discover([str(src / "**" / "*.jpg")])
+    items, _ = ins.discover([str(src / "**" / "*.jpg")])
     assert [i.rel for i in items] == ["a.jpg", "sub/c.jpg"]
-    items, _ = P.discover([str(src / "notes.txt")])  # named files are always tried
+    items, _ = ins.discover([str(src / "notes.txt")])  # named files are always tried
     assert [i.rel for i in items] == ["notes.txt"]
-    items, _ = P.discover([str(src), str(src / "a.jpg")])  # the same file once
+    items, _ = ins.discover([str(src), str(src / "a.jpg")])  # the same file once
     assert len(items) == 4
-    with pytest.raises(P.PredictUsageError, match="does not exist"):
-        P.discover([str(tmp_path / "missing")])
+    with pytest.raises(inf.InferenceUsageError, match="does not exist"):
+        ins.discover([str(tmp_path / "missing")])
 
 
 def test_shards_partition_stably() -> None:
-    items = [P.InputItem(Path(f"/x/{i}.jpg"), f"d{i % 7}/{i}.jpg", Path("/x")) for i in range(300)]
-    shards = [P.in_shard(items, (k, 3)) for k in range(3)]
+    items = [ins.InputItem(Path(f"/x/{i}.jpg"), f"d{i % 7}/{i}.jpg", Path("/x"))
+             for i in range(300)]
+    shards = [ins.in_shard(items, (k, 3)) for k in range(3)]
     rels = [{i.rel for i in s} for s in shards]
     assert sum(len(r) for r in rels) == 300 and set().union(*rels) == {i.rel for i in items}
     assert all(len(r) > 60 for r in rels)  # roughly balanced
-    assert P.in_shard(reversed(items), (1, 3)) == list(reversed(shards[1]))  # order-free
-    assert P.shard_index("d1/1.jpg", 1000) == P.shard_index("d1/1.jpg", 1000)
-    assert P.parse_shard("2/4") == (2, 4) and P.parse_shard(None) is None
+    assert ins.in_shard(reversed(items), (1, 3)) == list(reversed(shards[1]))  # order-free
+    assert ins.shard_index("d1/1.jpg", 1000) == ins.shard_index("d1/1.jpg", 1000)
+    assert ins.parse_shard("2/4") == (2, 4) and ins.parse_shard(None) is None
     for bad in ("4/4", "-1/4", "1", "a/b", "0/0"):
-        with pytest.raises(P.PredictUsageError):
-            P.parse_shard(bad)
+        with pytest.raises(inf.InferenceUsageError):
+            ins.parse_shard(bad)
 
 
 def test_plan_outputs_mirror_and_collisions(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    items = [P.InputItem(Path("/in/a.jpg"), "a.jpg", Path("/in")),
-             P.InputItem(Path("/in/a.png"), "a.png", Path("/in")),
-             P.InputItem(Path("/in/s/b.jpg"), "s/b.jpg", Path("/in")),
-             P.InputItem(Path("/other/s/b.jpg"), "s/b.jpg", Path("/other"))]
-    jobs, failures = P.plan_jobs(items, out, ["mask"])
+    items = [ins.InputItem(Path("/in/a.jpg"), "a.jpg", Path("/in")),
+             ins.InputItem(Path("/in/a.png"), "a.png", Path("/in")),
+             ins.InputItem(Path("/in/s/b.jpg"), "s/b.jpg", Path("/in")),
+             ins.InputItem(Path("/other/s/b.jpg"), "s/b.jpg", Path("/other"))]
+    jobs, failures = outs.plan_jobs(items, out, ["mask"])
     assert [j.outputs["mask"].relative_to(out).as_posix() for j in jobs] == [
         "a.jpg.png", "a.png.png", "s/b.jpg.png"]
     assert len(failures) == 1 and "already the output of /in/s/b.jpg" in failures[0].reason
-    jobs, _ = P.plan_jobs(items[2:3], out, ["mask", "cutout"])
+    jobs, _ = outs.plan_jobs(items[2:3], out, ["mask", "cutout"])
     assert {k: v.relative_to(out).as_posix() for k, v in jobs[0].outputs.items()} == {
         "mask": "mask/s/b.png", "cutout": "cutout/s/b.png"}
 
@@ -230,11 +235,11 @@ def test_output_paths_never_escape(tmp_path: Path) -> None:
     (out / "link").symlink_to(outside, target_is_directory=True)
     for parts in (["..", "x.png"], ["a", "..", "..", "x.png"], ["/etc", "x.png"], ["a/b"],
                   ["link", "x.png"], [""]):
-        with pytest.raises(P.UnsafePathError):
-            P.safe_output_path(out, parts)
-    assert P.safe_output_path(out, ["a", "x.png"]) == out / "a" / "x.png"
+        with pytest.raises(outs.UnsafePathError):
+            outs.safe_output_path(out, parts)
+    assert outs.safe_output_path(out, ["a", "x.png"]) == out / "a" / "x.png"
     # A crafted relative path from an input item is refused, not written.
-    jobs, failures = P.plan_jobs([P.InputItem(Path("/in/x.jpg"), "../x.jpg", Path("/in"))],
+    jobs, failures = outs.plan_jobs([ins.InputItem(Path("/in/x.jpg"), "../x.jpg", Path("/in"))],
                                  out, ["mask"])
     assert not jobs and "refused" in failures[0].reason
 
@@ -495,7 +500,7 @@ def test_shard_runs_cover_everything_once(tmp_path: Path, predictor) -> None:
 def test_measure_pipeline(tmp_path: Path, formats_dir) -> None:
     src, expected = formats_dir
     paths = [p for p in sorted(src.rglob("*")) if p.is_file()]
-    stats = P.measure_pipeline(paths, size=SIZE, batch_size=4, workers=2,
+    stats = st.measure_pipeline(paths, size=SIZE, batch_size=4, workers=2,
                                kinds=("mask", "cutout"), out_dir=tmp_path / "bench")
     assert stats["images"] == len(expected) and stats["files"] == 2 * len(expected)
     assert stats["decode_images_per_s"] > 0 and stats["encode_images_per_s"] > 0
@@ -552,6 +557,8 @@ def test_cli_exit_codes_and_json(tmp_path: Path, cli, weights) -> None:
         "bad kind": cli(src, "--out", tmp_path / "o2", "-m", m, "-k", "mask,sparkles"),
         "bad shard": cli(src, "--out", tmp_path / "o2", "-m", m, "--shard", "3/3"),
         "inside input": cli(src, "--out", src / "masks", "-m", m),
+        "bad precision": cli(src, "--out", tmp_path / "o2", "-m", m, "--precision", "float64"),
+        "bad device": cli(src, "--out", tmp_path / "o2", "-m", m, "--device", "tpu"),
     }
     err = {}
     for what, res in usage.items():
@@ -562,6 +569,8 @@ def test_cli_exit_codes_and_json(tmp_path: Path, cli, weights) -> None:
     assert "no-such-model" in err["unknown model"]
     assert "not writable" in err["unwritable out"]
     assert "--allow-inside-input" in err["inside input"]
+    assert "--precision must be one of auto, float32, bfloat16, float16" in err["bad precision"]
+    assert "--device must be one of auto, cpu, gpu" in err["bad device"]
     assert not (tmp_path / "o2").exists()
 
 
@@ -617,7 +626,7 @@ def test_tf_data_pipeline_survives_errors_in_any_position(tmp_path: Path) -> Non
             _save(p, 40, 30 + i, seed=i)
         paths.append(p)
     errors: list[tuple[int, str]] = []
-    ds = P.decode_dataset(paths, size=SIZE, batch_size=2, max_pixels=None, draft=True,
+    ds = st.decode_dataset(paths, size=SIZE, batch_size=2, max_pixels=None, draft=True,
                           workers=2, on_error=lambda i, r: errors.append((i, r)))
     got = {}
     for idx, images, hw in ds:
@@ -642,12 +651,12 @@ from basnet_cli.runtime import import_tf
 tf = import_tf()
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from basnet_cli import predict as P
+from basnet_cli.inference import KerasPredictor
 from basnet_cli.model.io import load_inference_model, resolve
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
     model = load_inference_model(resolve({str(weights)!r}))
-single, multi = P.KerasPredictor(model), P.KerasPredictor(model, strategy=strategy)
+single, multi = KerasPredictor(model), KerasPredictor(model, strategy=strategy)
 x = np.random.default_rng(0).uniform(0, 255, (5, 32, 32, 3)).astype(np.float32)
 assert multi.strategy.num_replicas_in_sync == 2
 for batch in (x, x[:1]):
@@ -667,7 +676,7 @@ def test_a_fifo_or_broken_link_named_directly_is_an_input_that_fails(tmp_path: P
     fifo, link = tmp_path / "in" / "pipe.jpg", tmp_path / "in" / "gone.png"
     os.mkfifo(fifo)
     link.symlink_to(tmp_path / "missing.png")
-    items, _ = P.discover([str(fifo), str(link)])
+    items, _ = ins.discover([str(fifo), str(link)])
     assert [i.path for i in items] == [fifo, link]
     summary, lines = _run(predictor, [fifo, link], tmp_path / "out")
     assert (summary.processed, summary.failed) == (0, 2)

@@ -1,4 +1,6 @@
-"""`basnet train`: data discovery, overfitting, resume after kill -9, strategies, NaN."""
+"""`basnet train` (:mod:`basnet_cli.train.trainer`, :mod:`~basnet_cli.train.prepare`): unmatched
+and strict data, the run folder of a real run, resume after kill -9, signals, strategies, NaN,
+backends and encoder weights."""
 
 from __future__ import annotations
 
@@ -19,24 +21,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from basnet_cli.data import AugmentConfig, DatasetError, find_pairs, load_mask, train_dataset
-from basnet_cli.train import NonFiniteLoss, Trainer, TrainError, TrainOptions
+from basnet_cli.data import AugmentConfig, DatasetError, find_pairs
+from basnet_cli.train import NonFiniteLoss, RunState, Trainer, TrainError, TrainOptions
 from tests.conftest import FAST_XLA, write_dataset
 
 TINY_OPTS = {"model": "basnet-tiny", "resize": 72, "crop": 64, "batch_size": 4,
              "precision": "float32", "log_every": 1000}
-
-
-def test_discovers_duts_and_plain_layouts(tmp_path):
-    duts = write_dataset(tmp_path / "duts", 3, layout="duts")
-    plain = write_dataset(tmp_path / "plain", 3, layout="plain")
-    a, b = find_pairs(duts), find_pairs(plain)
-    assert (a.layout, len(a.pairs)) == ("duts", 3)
-    assert (b.layout, len(b.pairs)) == ("plain", 3)
-    c = find_pairs(images=plain / "images", masks=plain / "masks")
-    assert c.layout == "explicit" and [p[0].stem for p in c.pairs] == ["0000", "0001", "0002"]
-    with pytest.raises(DatasetError, match="no dataset layout"):
-        find_pairs(tmp_path)
 
 
 def test_unmatched_files_are_reported_and_strict_fails(tmp_path):
@@ -53,51 +43,8 @@ def test_unmatched_files_are_reported_and_strict_fails(tmp_path):
         Trainer(opts).run()
 
 
-def test_masks_of_every_kind_become_one_channel_in_unit_range(tmp_path):
-    grey = np.array([[0, 128], [255, 64]], np.uint8)
-    Image.fromarray(grey).save(tmp_path / "grey.png")
-    Image.fromarray(np.stack([grey] * 3, -1)).save(tmp_path / "rgb.png")
-    Image.fromarray(grey > 100).save(tmp_path / "bits.png")
-    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "deep.png")
-    for name in ("grey", "rgb", "deep"):
-        np.testing.assert_allclose(load_mask(tmp_path / f"{name}.png"), grey / 255.0, atol=2e-3)
-    np.testing.assert_array_equal(load_mask(tmp_path / "bits.png"), (grey > 100).astype(float))
-    # The tf.data decoder agrees for the RGB mask.
-    root = tmp_path / "ds"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    Image.new("RGB", (64, 64), (10, 20, 30)).save(root / "images" / "a.jpg")
-    big = np.kron(grey, np.ones((32, 32), np.uint8))
-    Image.fromarray(np.stack([big] * 3, -1)).save(root / "masks" / "a.png")
-    ds = train_dataset(find_pairs(root).pairs, batch_size=1, aug=AugmentConfig(64, 64, False),
-                       seed=0, epoch=0, n_outputs=1)
-    _, (mask,) = next(iter(ds))
-    assert mask.shape == (1, 64, 64, 1)
-    np.testing.assert_allclose(np.asarray(mask)[0, 16, 16, 0], 0.0, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(mask)[0, 16, 48, 0], 128 / 255, atol=1e-3)
-
-
-def test_pipeline_is_deterministic_and_skip_matches(synth_dataset):
-    pairs = find_pairs(synth_dataset).pairs
-    aug = AugmentConfig(72, 64, True)
-
-    def batches(skip=0, seed=3, epoch=1):
-        ds = train_dataset(pairs, batch_size=4, aug=aug, seed=seed, epoch=epoch,
-                           skip_batches=skip, n_outputs=1)
-        return [np.asarray(x) for x, _ in ds]
-
-    full, again, skipped = batches(), batches(), batches(skip=2)
-    assert len(full) == 4
-    for a, b in zip(full, again):
-        np.testing.assert_array_equal(a, b)
-    for a, b in zip(full[2:], skipped):
-        np.testing.assert_array_equal(a, b)
-    other_epoch = batches(epoch=2)
-    assert not np.array_equal(full[0], other_epoch[0])
-
-
 def test_shuffle_seed_changes_the_order_but_not_the_validation_split(synth_dataset, tmp_path):
-    from basnet_cli.train import RunState, _load_pairs, _train_data
+    from basnet_cli.train.prepare import load_pairs, train_data
 
     base = TrainOptions(data=str(synth_dataset), val_split=0.25, seed=2, **TINY_OPTS)
     same = TrainOptions(data=str(synth_dataset), val_split=0.25, seed=2, shuffle_seed=2,
@@ -105,13 +52,13 @@ def test_shuffle_seed_changes_the_order_but_not_the_validation_split(synth_datas
     other = TrainOptions(data=str(synth_dataset), val_split=0.25, seed=2, shuffle_seed=9,
                          **TINY_OPTS)
     assert (base.data_seed(), other.data_seed()) == (2, 9)
-    splits = [_load_pairs(o, RunState(run_dir=tmp_path), print) for o in (base, same, other)]
+    splits = [load_pairs(o, RunState(run_dir=tmp_path), print) for o in (base, same, other)]
     assert splits[0] == splits[1] == splits[2]  # the hold-out stays put
     train_pairs = splits[0][0]
     aug = AugmentConfig(72, 64, True)
 
     def first_batch(opts):
-        x, _ = next(iter(_train_data(train_pairs, opts, aug, epoch=0, skip=0, strategy=None)))
+        x, _ = next(iter(train_data(train_pairs, opts, aug, epoch=0, skip=0, strategy=None)))
         return np.asarray(x)
 
     np.testing.assert_array_equal(first_batch(base), first_batch(same))
@@ -317,14 +264,14 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(synth_dataset, tmp_path):
 
 def test_training_state_is_built_before_the_first_trace():
     # Variables created inside a tf.function force a second trace of the train step; after
-    # _build_training_state, one fit step must create none (optimizer, loss trackers).
+    # build_training_state, one fit step must create none (optimizer, loss trackers).
     import keras
     import tensorflow as tf
 
     from basnet_cli.losses import HybridLoss
     from basnet_cli.model.basnet import OUTPUT_NAMES, build_basnet
     from basnet_cli.model.config import PRESETS
-    from basnet_cli.train import _build_training_state
+    from basnet_cli.train.prepare import build_training_state
 
     model = build_basnet(PRESETS["basnet-tiny"], (None, None, 3))
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
@@ -335,7 +282,7 @@ def test_training_state_is_built_before_the_first_trace():
                 + sum(len(m.variables) for m in model.metrics))
 
     before = count()
-    _build_training_state(model)
+    build_training_state(model)
     built = count()
     assert built > before and model.optimizer.built
     assert all(float(np.asarray(m.result())) == 0.0 for m in model.metrics)  # reset again
@@ -381,24 +328,6 @@ def test_cli_usage_errors(tmp_path):
     assert res.exit_code == 2 and "config.json" in " ".join(res.output.split())
 
 
-def test_python_input_pipeline_matches_tfdata_order(synth_dataset):
-    from basnet_cli.data import python_train_batches
-
-    pairs = find_pairs(synth_dataset).pairs
-    aug = AugmentConfig(72, 64, True)
-    py = python_train_batches(pairs, batch_size=4, aug=aug, seed=3, epoch=1, skip_batches=1,
-                              n_outputs=2)
-    tfd = list(train_dataset(pairs, batch_size=4, aug=aug, seed=3, epoch=1, skip_batches=1,
-                             n_outputs=2))
-    assert len(py) == len(tfd) == 3
-    x, (y1, y2) = py[0]
-    assert x.shape == (4, 64, 64, 3) and y1.shape == (4, 64, 64, 1) and y1 is y2
-    assert 0.0 <= y1.min() and y1.max() <= 1.0 and x.max() > 100
-    # Same pairs in the same order (crops differ): compare mean mask coverage per image.
-    tf_cov = np.asarray(tfd[0][1][0]).mean(axis=(1, 2, 3))
-    np.testing.assert_allclose(y1.mean(axis=(1, 2, 3)), tf_cov, atol=0.08)
-
-
 def test_trains_under_jax_with_the_python_pipeline(synth_dataset, tmp_path):
     pytest.importorskip("jax", reason="jax is not installed (make install-jax)")
     run = tmp_path / "run"
@@ -415,9 +344,9 @@ def test_trains_under_jax_with_the_python_pipeline(synth_dataset, tmp_path):
 
 def test_backbone_weights_from_a_torchvision_style_checkpoint(synth_dataset, tmp_path):
     torch = pytest.importorskip("torch", reason="torch is not installed (make install-torch)")
-    from basnet_cli.convert import load_backbone_weights
     from basnet_cli.model.basnet import build_basnet
     from basnet_cli.model.config import TINY
+    from basnet_cli.model.convert import load_backbone_weights
     from tests.torch_reference import TorchBASNet
 
     net = TorchBASNet(TINY)
@@ -439,3 +368,16 @@ def test_backbone_weights_from_a_torchvision_style_checkpoint(synth_dataset, tmp
 
     with pytest.raises(TrainError, match="shape mismatch"):
         Trainer(opts).run()
+
+
+def test_a_run_puts_the_global_dtype_policy_back(synth_dataset, tmp_path):
+    """An in-process run under bfloat16 must not leave mixed precision to the models built
+    after it (it once made later float32 parity tests compare bfloat16 outputs)."""
+    from basnet_cli.runtime import import_keras
+
+    keras = import_keras()
+    before = keras.mixed_precision.global_policy().name
+    opts = TrainOptions(data=str(synth_dataset), out=str(tmp_path / "run"), steps=1,
+                        save_every=0, **{**TINY_OPTS, "precision": "bfloat16"})
+    assert Trainer(opts).run().precision == "bfloat16"
+    assert keras.mixed_precision.global_policy().name == before == "float32"

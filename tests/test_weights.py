@@ -54,9 +54,9 @@ def _ious(predictor: Any, scenes: list[tuple[np.ndarray, np.ndarray]]) -> list[f
 
 @pytest.mark.parametrize("preset", BUNDLED)
 def test_bundled_weights_find_a_plain_object_an_untrained_model_does_not(preset: str) -> None:
+    from basnet_cli.inference import KerasPredictor, load_predictor
     from basnet_cli.model.basnet import build_basnet
     from basnet_cli.model.config import PRESETS
-    from basnet_cli.predict import KerasPredictor, load_predictor
 
     scenes = [_scene(i, kind) for i, kind in enumerate(["disc", "box", "disc", "box"])]
     bundled, _, _ = load_predictor(preset, precision="float32", device="cpu")

@@ -9,14 +9,16 @@ import typer
 
 from basnet_cli.cli.app import (
     EXIT_FAILURES,
-    EXIT_USAGE,
     app,
     console,
     err_console,
-    fail,
+    error_exit,
     interrupted,
     safe,
 )
+from basnet_cli.cli.choices import metavar, one_of
+from basnet_cli.errors import UsageError
+from basnet_cli.inference import Device, Precision
 from basnet_cli.model.config import DEFAULT_PRESET
 
 _HELP = """Measure speed and memory on this machine: images/s and peak RSS.
@@ -88,10 +90,12 @@ def benchmark_command(
                                                             "of 32).")] = 320,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
                                             help="Images per model call.")] = 8,
-    precision: Annotated[str, typer.Option(
-        "--precision", help="auto, float32, bfloat16 or float16 (auto as in predict).")
-    ] = "auto",
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or gpu.")] = "auto",
+    precision: Annotated[Precision, typer.Option(
+        "--precision", parser=one_of(Precision, "--precision"), metavar=metavar(Precision),
+        help="auto, float32, bfloat16 or float16 (auto as in predict).")] = Precision.auto,
+    device: Annotated[Device, typer.Option(
+        "--device", parser=one_of(Device, "--device"), metavar=metavar(Device),
+        help="auto, cpu or gpu.")] = Device.auto,
     images: Annotated[str | None, typer.Option(
         "--images", help="Folder of photos for the predict phase (default: synthetic "
                          "400x300 JPEGs).", show_default=False)] = None,
@@ -130,13 +134,12 @@ def benchmark_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on "
                                                              "stderr.")] = False,
 ) -> None:
-    from basnet_cli.benchmark import BenchmarkError, BenchmarkOptions, run_benchmark
-    from basnet_cli.predict import PredictUsageError
+    from basnet_cli.benchmark import BenchmarkOptions, run_benchmark
 
     phases = [p for p, on in (("inference", inference), ("predict", predict), ("train", train))
               if on]
     opts = BenchmarkOptions(model=model, preset=preset, size=size, batch_size=batch_size,
-                            precision=precision, device=device, images=images,
+                            precision=precision.value, device=device.value, images=images,
                             predict_images=predict_images, steps=steps, warmup=warmup,
                             repeats=repeats, min_seconds=min_seconds, train_size=train_size,
                             train_batch_size=train_batch_size, phases=phases, workers=workers)
@@ -147,8 +150,8 @@ def benchmark_command(
 
     try:
         result = run_benchmark(opts, log=log).to_dict()
-    except (BenchmarkError, PredictUsageError) as exc:  # e.g. --size of a fixed-size export
-        raise fail(safe(exc), EXIT_USAGE) from None
+    except UsageError as exc:  # bad options, also --size of a fixed-size export
+        raise error_exit(exc) from None
     except KeyboardInterrupt as exc:
         raise interrupted(exc) from None
     if json_out:

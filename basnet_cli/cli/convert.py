@@ -62,7 +62,7 @@ def convert_command(
     from basnet_cli.runtime import import_keras
 
     import_keras(verbose)
-    from basnet_cli.convert import ConversionError, convert_checkpoint
+    from basnet_cli.model.convert import ConversionError, convert_checkpoint
 
     try:
         result = convert_checkpoint(checkpoint, out, preset)

@@ -16,10 +16,14 @@ from basnet_cli.cli.app import (
     app,
     console,
     err_console,
+    error_exit,
     fail,
     interrupted,
     safe,
 )
+from basnet_cli.cli.choices import metavar, one_of
+from basnet_cli.errors import UsageError
+from basnet_cli.evaluate.options import Curve, default_report_dir, evaluation_mode
 from basnet_cli.model.config import DEFAULT_PRESET, PUBLIC_PRESETS, size_help
 
 _PRESETS = ", ".join(PUBLIC_PRESETS)
@@ -76,17 +80,6 @@ class _RichProgress:
         self._progress.stop()
 
 
-def _default_report_dir(mode: str, dataset: str, model: str) -> Path:
-    """Beside the model file when --model is a file, else ./eval-<dataset>[-<preset>]."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
-    if mode == "model":
-        path = Path(model)
-        if path.is_file():
-            return path.parent / f"eval-{safe}"
-        return Path(f"eval-{safe}-{model}")
-    return Path(f"eval-{safe}")
-
-
 def _fmt(value: float, digits: int = 3) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
@@ -139,7 +132,8 @@ def evaluate_command(
         show_default=False)] = None,
     model: Annotated[str, typer.Option(
         "--model", "-m", help="Model mode: a preset with bundled weights ("
-                              + _PRESETS + "), a .weights.h5 file or a .keras file.")
+                              + _PRESETS + "), a .weights.h5 or .keras file, or an exported "
+                              ".tflite / .onnx file or SavedModel folder.")
     ] = DEFAULT_PRESET,
     size: Annotated[int | None, typer.Option(
         "--size", "-s", help="Model mode: network input side (multiple of 32); maps are "
@@ -160,10 +154,11 @@ def evaluate_command(
     name: Annotated[list[str] | None, typer.Option(
         "--name", "-n", help="Maps mode: a display name per --pred, in order (default: the "
                              "folder names).", show_default=False)] = None,
-    curve: Annotated[str, typer.Option(
-        "--curve", help="image: per-image P/R/F curves averaged over images (PySODMetrics); "
-                        "dataset: P and R averaged over images first, then F (classic "
-                        "MATLAB toolboxes, Model Garden).")] = "image",
+    curve: Annotated[Curve, typer.Option(
+        "--curve", parser=one_of(Curve, "--curve"), metavar=metavar(Curve),
+        help="image: per-image P/R/F curves averaged over images (PySODMetrics); "
+             "dataset: P and R averaged over images first, then F (classic "
+             "MATLAB toolboxes, Model Garden).")] = Curve.image,
     report: Annotated[str | None, typer.Option(
         "--report", "-r", help="Report folder (default: beside a --model file as "
                                "eval-<dataset>/, else ./eval-<dataset>[-<preset>]).",
@@ -177,20 +172,12 @@ def evaluate_command(
         "--json", help="Print the numbers as JSON on stdout (no table).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    from basnet_cli.evaluate import EvaluateUsageError, evaluate_maps, evaluate_model
+    from basnet_cli.evaluate import evaluate_maps, evaluate_model
 
-    maps_mode = bool(pred) or gt is not None
-    model_mode = data is not None or images is not None or masks is not None
-    if maps_mode and model_mode:
-        raise fail("use either --pred/--gt (maps mode) or --data/--images/--masks (model "
-                   "mode), not both")
-    if not maps_mode and not model_mode:
-        raise fail("nothing to evaluate: give --data DIR (model mode) or --pred DIR --gt DIR "
-                   "(maps mode); see basnet evaluate --help")
-    if maps_mode and (not pred or gt is None):
-        raise fail("maps mode needs both --pred DIR and --gt DIR")
-    if curve not in ("image", "dataset"):
-        raise fail(f"--curve must be image or dataset, got {curve!r}")
+    try:
+        mode = evaluation_mode(pred=pred, gt=gt, data=data, images=images, masks=masks)
+    except UsageError as exc:
+        raise error_exit(exc) from None
 
     show_progress = not quiet and err_console.is_terminal
     progress = _RichProgress() if show_progress else None
@@ -201,21 +188,21 @@ def evaluate_command(
                            highlight=False, soft_wrap=True)
 
     try:
-        if maps_mode:
-            run = evaluate_maps(pred or [], gt or "", names=name or None, curve=curve,
+        if mode == "maps":
+            run = evaluate_maps(pred or [], gt or "", names=name or None, curve=curve.value,
                                 workers=workers, progress=progress, on_error=on_error)
         else:
             run = evaluate_model(data, images=images, masks=masks, model=model, size=size,
-                                 batch_size=batch_size, save_maps=save_maps, curve=curve,
+                                 batch_size=batch_size, save_maps=save_maps, curve=curve.value,
                                  workers=workers, progress=progress, on_error=on_error)
-    except EvaluateUsageError as exc:
-        raise fail(safe(exc), EXIT_USAGE) from None
+    except UsageError as exc:
+        raise error_exit(exc) from None
     except KeyboardInterrupt as exc:
         raise interrupted(exc) from None
 
     report_paths = None
     if not no_report and run.evaluated:
-        out_dir = Path(report) if report else _default_report_dir(run.mode, run.dataset, model)
+        out_dir = Path(report) if report else default_report_dir(run.mode, run.dataset, model)
         from basnet_cli.report import write_reports
 
         try:

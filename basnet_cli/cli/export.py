@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from basnet_cli.cli.app import EXIT_FAILURES, EXIT_USAGE, app, console, err_console, fail, safe
+from basnet_cli.cli.app import EXIT_FAILURES, app, console, err_console, error_exit, fail, safe
+from basnet_cli.errors import BasnetError
+from basnet_cli.export.formats import (
+    ExportFormat,
+    ExportUsageError,
+    Quantization,
+    parse_format,
+    parse_quantize,
+)
 from basnet_cli.model.config import DEFAULT_PRESET, PUBLIC_PRESETS, size_help
+
+if TYPE_CHECKING:
+    from basnet_cli.export import ExportResult
 
 _PRESETS = ", ".join(PUBLIC_PRESETS)
 _SIZES = size_help()
@@ -38,6 +51,25 @@ _HELP = "\n\n".join([
     "tolerance (the file is kept for inspection) or its runtime is missing, 2 usage error.",
 ])
 
+E = TypeVar("E", bound=Enum)
+
+
+def _one_of(parse: Callable[[object], E]) -> Callable[[object], E]:
+    """A Typer parser from the core's ``parse``: any case; a bad value is one ``error:`` line
+    and exit 2, like every other bad option of this command."""
+    def convert(value: object) -> E:
+        try:
+            return parse(value)
+        except ExportUsageError as exc:
+            raise error_exit(exc) from None
+
+    return convert
+
+
+def _choices(kind: type[Enum]) -> str:
+    """The help's metavar: ``[a|b|c]``."""
+    return "[" + "|".join(str(m.value) for m in kind) + "]"
+
 
 @app.command("export", help=_HELP)
 def export_command(
@@ -45,12 +77,14 @@ def export_command(
         "--model", "-m", help="A preset with bundled weights ("
                               + _PRESETS + "), a .weights.h5 file or a .keras file.")
     ] = DEFAULT_PRESET,
-    format: Annotated[str, typer.Option(
-        "--format", "-f", help="keras, savedmodel, tflite, onnx or tfjs.",
-        show_default=False)] = ...,  # type: ignore[assignment]
-    quantize: Annotated[str, typer.Option(
-        "--quantize", help="none, float16, int8-dynamic or int8 (see above for what "
-                                 "each format supports).")] = "none",
+    format: Annotated[ExportFormat, typer.Option(
+        "--format", "-f", parser=_one_of(parse_format), metavar=_choices(ExportFormat),
+        help="keras, savedmodel, tflite, onnx or tfjs.", show_default=False)
+    ] = ...,  # type: ignore[assignment]
+    quantize: Annotated[Quantization, typer.Option(
+        "--quantize", parser=_one_of(parse_quantize), metavar=_choices(Quantization),
+        help="none, float16, int8-dynamic or int8 (see above for what each format supports).")
+    ] = Quantization.none,
     size: Annotated[int | None, typer.Option(
         "--size", "-s", help="Input side in pixels (multiple of 32): fixed in savedmodel, "
                              "tflite and tfjs; the check size for keras and onnx. Default: the "
@@ -83,10 +117,10 @@ def export_command(
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Show TensorFlow's and the converters' logs.")] = False,
 ) -> None:
-    from basnet_cli.export import ExportError, ExportOptions, ExportUsageError, run_export
+    from basnet_cli.export import ExportOptions, run_export
 
     opts = ExportOptions(
-        model=model, format=format.lower(), quantize=quantize.lower(), size=size, out=out,
+        model=model, format=format, quantize=quantize, size=size, out=out,
         preset=preset, calibration=calibration, calibration_limit=calibration_limit,
         check=check, check_images=tuple(check_images or ()), check_count=check_count,
         overwrite=overwrite, verbose=verbose)
@@ -96,25 +130,16 @@ def export_command(
 
     try:
         result = run_export(opts, log=log)
-    except ExportUsageError as exc:
-        raise fail(safe(str(exc)), EXIT_USAGE) from None
-    except ExportError as exc:
-        raise fail(safe(str(exc)), EXIT_FAILURES) from None
+    except BasnetError as exc:  # usage errors exit 2, a conversion that failed exits 1
+        raise error_exit(exc) from None
 
     if json_out:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
         _print_result(result)
-    if result.check_error is not None:
-        raise fail(safe(f"{result.path} was written but not checked: {result.check_error}"),
-                   EXIT_FAILURES)
-    if result.check is not None and not result.check.passed:
-        tol = result.check.tolerance
-        raise fail(safe(
-            f"{result.path} differs from the Keras model beyond the {result.format}/"
-            f"{result.quantize} tolerance (max {result.check.max_abs:.2e} > {tol.max_abs:g} or "
-            f"mean {result.check.mean_abs:.2e} > {tol.mean_abs:g}); the file is kept for "
-            f"inspection"), EXIT_FAILURES)
+    problem = result.failure()
+    if problem is not None:  # not checked, or beyond its tolerance: the file is kept
+        raise fail(safe(problem), EXIT_FAILURES)
     raise typer.Exit(0)
 
 
@@ -122,10 +147,9 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.0f} KiB"
 
 
-def _print_result(result: object) -> None:
+def _print_result(r: ExportResult) -> None:
     from rich.table import Table
 
-    r = result  # ExportResult
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()

@@ -7,7 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from basnet_cli.cli.app import EXIT_USAGE, app, console, err_console, fail, interrupted, safe
+from basnet_cli.cli.app import app, console, err_console, error_exit, interrupted, safe
+from basnet_cli.cli.choices import metavar, one_of
+from basnet_cli.errors import UsageError
+from basnet_cli.inference import Device, Precision
 from basnet_cli.model.config import DEFAULT_PRESET, PUBLIC_PRESETS, size_help
 
 _PRESETS = ", ".join(PUBLIC_PRESETS)
@@ -73,13 +76,6 @@ class _RichProgress:
         self._progress.stop()
 
 
-def _split_kinds(values: list[str]) -> list[str]:
-    kinds: list[str] = []
-    for value in values:
-        kinds.extend(k.strip().lower() for k in value.split(",") if k.strip())
-    return kinds
-
-
 @app.command("predict", help=_HELP)
 def predict_command(
     inputs: Annotated[list[str], typer.Argument(
@@ -92,7 +88,8 @@ def predict_command(
                             "folder unless --allow-inside-input.", show_default=False)],
     model: Annotated[str, typer.Option(
         "--model", "-m", help="A preset with bundled weights ("
-                              + _PRESETS + "), a .weights.h5 file or a .keras file.")
+                              + _PRESETS + "), a .weights.h5 or .keras file, or an exported "
+                              ".tflite / .onnx file or SavedModel folder.")
     ] = DEFAULT_PRESET,
     preset: Annotated[str | None, typer.Option(
         "--preset", help="Architecture of a .weights.h5 --model whose file name does not start "
@@ -137,12 +134,14 @@ def predict_command(
     max_pixels: Annotated[int, typer.Option(
         "--max-pixels", min=0, help="Refuse images with more pixels than this (decompression-"
         "bomb guard; Pillow's default limit). 0: no limit.")] = 89_478_485,
-    precision: Annotated[str, typer.Option(
-        "--precision", help="auto, float32, bfloat16 or float16. auto: bfloat16 on CPUs with "
-        "AMX/AVX512-BF16, mixed float16 on GPUs, float32 otherwise.")] = "auto",
-    device: Annotated[str, typer.Option(
-        "--device", help="auto (a GPU when TensorFlow sees one; several GPUs are used "
-                         "together), cpu or gpu.")] = "auto",
+    precision: Annotated[Precision, typer.Option(
+        "--precision", parser=one_of(Precision, "--precision"), metavar=metavar(Precision),
+        help="auto, float32, bfloat16 or float16. auto: bfloat16 on CPUs with "
+        "AMX/AVX512-BF16, mixed float16 on GPUs, float32 otherwise.")] = Precision.auto,
+    device: Annotated[Device, typer.Option(
+        "--device", parser=one_of(Device, "--device"), metavar=metavar(Device),
+        help="auto (a GPU when TensorFlow sees one; several GPUs are used together), cpu or "
+             "gpu.")] = Device.auto,
     workers: Annotated[int | None, typer.Option(
         "--workers", "-j", min=1, help="Decode and encode threads (default: the CPUs this "
                                        "process may use).", show_default=False)] = None,
@@ -155,18 +154,18 @@ def predict_command(
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Show TensorFlow's log messages.")] = False,
 ) -> None:
-    from basnet_cli.predict import PredictOptions, PredictUsageError, parse_shard, run
+    from basnet_cli.inputs import parse_shard
+    from basnet_cli.outputs import parse_kinds
+    from basnet_cli.predict import PredictOptions, run
 
     try:
         opts = PredictOptions(
-            inputs=inputs, out=out, model=model, preset=preset, kinds=_split_kinds(kind), size=size,
-            batch_size=batch_size, threshold=threshold, normalize=normalize,
+            inputs=inputs, out=out, model=model, preset=preset, kinds=parse_kinds(kind),
+            size=size, batch_size=batch_size, threshold=threshold, normalize=normalize,
             recursive=recursive, overwrite=overwrite, allow_inside_input=allow_inside_input,
-            shard=parse_shard(shard), max_pixels=max_pixels, precision=precision,
-            device=device, workers=workers, verbose=verbose,
+            shard=parse_shard(shard), max_pixels=max_pixels, precision=precision.value,
+            device=device.value, workers=workers, verbose=verbose,
         )
-        if precision not in ("auto", "float32", "bfloat16", "float16"):
-            raise PredictUsageError("--precision must be auto, float32, bfloat16 or float16")
         show_progress = not quiet and err_console.is_terminal
         progress = _RichProgress() if show_progress else None
         line_console = progress.console if progress is not None else err_console
@@ -176,8 +175,8 @@ def predict_command(
                                soft_wrap=True)
 
         summary = run(opts, on_failure=on_failure, progress=progress)
-    except PredictUsageError as exc:
-        raise fail(safe(exc), EXIT_USAGE) from None
+    except UsageError as exc:
+        raise error_exit(exc) from None
     except KeyboardInterrupt as exc:
         raise interrupted(exc, "interrupted; finished files are kept, re-run to resume") from None
 

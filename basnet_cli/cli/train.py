@@ -5,18 +5,55 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
-from basnet_cli.cli.app import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, app, console, err_console, safe
-from basnet_cli.display import printable
+from basnet_cli.cli.app import (
+    EXIT_FAILURES,
+    EXIT_OK,
+    app,
+    console,
+    err_console,
+    error_exit,
+    fail,
+    safe,
+)
+from basnet_cli.errors import BasnetError
 from basnet_cli.model.config import DEFAULT_PRESET
+from basnet_cli.train.options import InputPipeline, Precision, Schedule
 
 _DATA = "Data"
 _OPT = "Optimisation"
 _RUN = "Run folder and output"
+
+E = TypeVar("E", bound=Enum)
+
+
+def _one_of(kind: type[E], option: str) -> Callable[[object], E]:
+    """Parse ``option`` as a member of ``kind``; a bad value is one ``error:`` line and exit 2,
+    like every other bad option of this command."""
+    def parse(value: object) -> E:
+        if isinstance(value, kind):
+            return value
+        try:
+            return kind(value)
+        except ValueError:
+            raise fail(f"{option} must be one of {_values(kind, ', ')}") from None
+
+    return parse
+
+
+def _values(kind: type[Enum], sep: str) -> str:
+    return sep.join(str(m.value) for m in kind)
+
+
+def _choices(kind: type[Enum]) -> str:
+    """The help's metavar: ``[a|b|c]``."""
+    return f"[{_values(kind, '|')}]"
 
 
 @app.command("train")
@@ -84,9 +121,10 @@ def train_command(
     eps: Annotated[float, typer.Option(help="Adam epsilon.", rich_help_panel=_OPT)] = 1e-8,
     weight_decay: Annotated[float, typer.Option(
         help="Decoupled weight decay (AdamW) when > 0.", rich_help_panel=_OPT)] = 0.0,
-    schedule: Annotated[str, typer.Option(
+    schedule: Annotated[Schedule, typer.Option(
+        parser=_one_of(Schedule, "--schedule"), metavar=_choices(Schedule),
         help="LR schedule: constant (official), cosine, step.", rich_help_panel=_OPT)
-    ] = "constant",
+    ] = Schedule.constant,
     warmup_steps: Annotated[int, typer.Option(
         help="Linear warm-up steps (cosine schedule).", rich_help_panel=_OPT)] = 0,
     step_size: Annotated[int, typer.Option(
@@ -94,17 +132,19 @@ def train_command(
              "(0: a third of the run).", rich_help_panel=_OPT)] = 0,
     gamma: Annotated[float, typer.Option(help="Step schedule factor.", rich_help_panel=_OPT)
                      ] = 0.1,
-    precision: Annotated[str, typer.Option(
+    precision: Annotated[Precision, typer.Option(
+        parser=_one_of(Precision, "--precision"), metavar=_choices(Precision),
         help="auto (bfloat16 on AMX/AVX512-BF16 CPUs, float16 on GPUs), float32, bfloat16, "
-             "float16.", rich_help_panel=_OPT)] = "auto",
+             "float16.", rich_help_panel=_OPT)] = Precision.auto,
     cpu_devices: Annotated[int, typer.Option(
         help="Split the CPU into N logical devices and train with MirroredStrategy "
              "(tests the multi-device path without GPUs).", rich_help_panel=_OPT,
         hidden=False)] = 0,
-    input_pipeline: Annotated[str, typer.Option(
+    input_pipeline: Annotated[InputPipeline, typer.Option(
+        parser=_one_of(InputPipeline, "--input-pipeline"), metavar=_choices(InputPipeline),
         help="auto (tf.data when TensorFlow is installed), tfdata, or python (Pillow + "
              "keras.utils.PyDataset: for backends such as JAX on machines without TensorFlow).",
-        rich_help_panel=_DATA)] = "auto",
+        rich_help_panel=_DATA)] = InputPipeline.auto,
     out: Annotated[str | None, typer.Option(
         help="Run folder (default: runs/train-N, first free N).", rich_help_panel=_RUN)] = None,
     resume: Annotated[Path | None, typer.Option(
@@ -132,22 +172,19 @@ def train_command(
     from basnet_cli.runtime import quiet_env
 
     quiet_env(verbose)
-    from basnet_cli.data import DatasetError
-    from basnet_cli.train import Trainer, TrainError, TrainOptions
+    from basnet_cli.train import Trainer, TrainOptions
 
-    dataset = data_opt or data
-    if resume is None and dataset is None and images is None:
-        raise _usage("give a dataset folder (DATA or --data) or --images/--masks, or --resume")
     opts = TrainOptions(
-        data=dataset, images=images, masks=masks, val=val, val_split=val_split,
+        data=data_opt or data, images=images, masks=masks, val=val, val_split=val_split,
         val_limit=val_limit, strict=strict, model=model, init=init,
         backbone_weights=backbone_weights, out=out, epochs=epochs,
         steps=steps, batch_size=batch_size, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-        weight_decay=weight_decay, schedule=schedule, step_size=step_size, gamma=gamma,
+        weight_decay=weight_decay, schedule=schedule.value, step_size=step_size, gamma=gamma,
         warmup_steps=warmup_steps, resize=resize, crop=crop, flip=flip, cache=cache, seed=seed,
         shuffle_seed=shuffle_seed,
-        precision=precision, save_every=save_every, log_every=log_every,
-        cpu_devices=cpu_devices, tensorboard=tensorboard, input_pipeline=input_pipeline)
+        precision=precision.value, save_every=save_every, log_every=log_every,
+        cpu_devices=cpu_devices, tensorboard=tensorboard,
+        input_pipeline=input_pipeline.value)
     show = not quiet and not json_out
     display = _Display(show, log_every)
     try:
@@ -156,13 +193,9 @@ def train_command(
                           warn=lambda m: err_console.print(f"[yellow]warning:[/] {safe(m)}",
                                                            highlight=False, soft_wrap=True))
         state = trainer.run()
-    except (DatasetError, TrainError, ValueError, FileNotFoundError) as exc:
+    except BasnetError as exc:  # usage errors exit 2, a run that had to stop exits 1
         display.close()
-        from basnet_cli.train import NonFiniteLoss
-
-        code = EXIT_FAILURES if isinstance(exc, NonFiniteLoss) else EXIT_USAGE
-        err_console.print(f"[bold red]error:[/] {safe(exc)}", highlight=False)
-        raise typer.Exit(code) from None
+        raise error_exit(exc) from None
     display.close()
     summary = trainer.summary
     if json_out:
@@ -202,11 +235,6 @@ def _given_options(ctx: typer.Context) -> set[str]:
             if field in fields:
                 given.add(field)
     return given
-
-
-def _usage(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {printable(message)}", highlight=False)
-    return typer.Exit(EXIT_USAGE)
 
 
 class _Display:

@@ -2,7 +2,7 @@
 
 Layer names follow the official PyTorch module names (``inconv``, ``encoder1_0_conv1``,
 ``resb5_1_conv1``, ``convbg_1``, ``conv6d_1``, ``outconvb``, ``refunet_conv0``, ...), with dots
-replaced by underscores, so that :mod:`basnet_cli.convert` can map a state_dict one to one.
+replaced by underscores, so that :mod:`basnet_cli.model.convert` can map a state_dict one to one.
 
 Conventions:
 - input: RGB floats in 0..255, any height/width that is a multiple of 32; the network divides by

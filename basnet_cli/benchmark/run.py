@@ -1,11 +1,12 @@
-"""Speed and memory on this machine: the logic of ``basnet benchmark`` and of ``make bench``.
+"""The measurements of ``basnet benchmark`` and of ``make bench``.
 
 Four measurements, each a warm-up followed by timed repeats (medians reported):
 
 - **inference**: the model alone, a fixed random batch through the same traced
-  ``tf.function`` ``basnet predict`` uses (:class:`basnet_cli.predict.KerasPredictor`);
-- **predict**: the whole ``basnet predict`` code path (:func:`basnet_cli.predict.run`): decode,
-  resize, infer, resize back, encode and atomically write PNG masks into a temporary folder;
+  ``tf.function`` ``basnet predict`` uses (:class:`basnet_cli.inference.KerasPredictor`);
+- **predict**: the streaming run of ``basnet predict`` (:func:`basnet_cli.stream.run_stream`):
+  decode, resize, infer, resize back, encode and atomically write PNG masks into a temporary
+  folder;
 - **train**: one optimiser step of the 8-output training model with the hybrid loss
   (``train_on_batch``, the function ``model.fit`` runs in ``basnet train``);
 - **peak RSS** of the process (``getrusage``), after each phase (it only grows).
@@ -18,11 +19,8 @@ suite in ``bench/run_bench.py`` (A/B alternation of several models in one proces
 from __future__ import annotations
 
 import os
-import platform
-import resource
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -32,139 +30,22 @@ from typing import Any
 
 import numpy as np
 
+from basnet_cli.benchmark.machine import framework_info, machine_info, machine_line, peak_rss_mib
 from basnet_cli.display import printable
+from basnet_cli.errors import UsageError
 from basnet_cli.model.config import DEFAULT_PRESET
 
 RANDOM_INIT_NOTE = ("random initialisation (no trained weights found): speed and memory only, "
                     "the masks mean nothing")
 PHASES = ("inference", "predict", "train")
-# CPU features that matter for the float32/bfloat16 choice.
-CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
-                "amx_int8")
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(UsageError):
     """Bad options or a model that cannot be benchmarked (a usage error)."""
 
 
 # ---------------------------------------------------------------------------------------------
-# The machine.
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return " ".join(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def cpu_cores() -> int:
-    """CPUs this process may run on (the affinity mask: what a container really gets)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
-
-
-def memory_gib() -> float | None:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    return round(int(line.split()[1]) / 1024**2, 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far, MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / 1024 if sys.platform != "darwin" else peak / 1024**2, 1)
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):  # pragma: no cover
-        return None
-
-
-def _cpu_times() -> tuple[int, int] | None:
-    """(idle, total) jiffies of all CPUs from /proc/stat (Linux), else None."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    if len(fields) < 5:
-        return None
-    return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user..steal
-
-
-def cpu_busy_fraction(window_s: float = 1.0) -> float | None:
-    """Share of all CPUs' time spent busy during the next ``window_s`` seconds (0..1).
-
-    Unlike the 1-minute load average, which still reads high a minute after a heavy job has
-    ended, this says whether something is running now. Taken while the caller sleeps, so it
-    measures the other processes. None where /proc/stat is missing (not Linux).
-    """
-    first = _cpu_times()
-    if first is None:
-        return None
-    time.sleep(window_s)
-    second = _cpu_times()
-    if second is None:
-        return None
-    total = second[1] - first[1]
-    if total <= 0:
-        return None
-    return round(min(1.0, max(0.0, 1.0 - (second[0] - first[0]) / total)), 3)
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores, the CPU features relevant to precision, memory, OS, Python."""
-    from basnet_cli.runtime import cpu_flags
-
-    flags = cpu_flags()
-    return {
-        "cpu": cpu_model(),
-        "cores": cpu_cores(),
-        "logical_cpus": os.cpu_count(),
-        "cpu_features": [f for f in CPU_FEATURES if f in flags],
-        "memory_gib": memory_gib(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
-def machine_line(info: dict[str, Any] | None = None) -> str:
-    """One line for tables: ``Intel(R) Xeon(R) ... @ 2.50GHz, 2 cores``."""
-    info = info or machine_info()
-    return f"{info['cpu']}, {info['cores']} cores"
-
-
-def framework_info() -> dict[str, Any]:
-    """Keras backend and versions (imports Keras)."""
-    from basnet_cli.runtime import import_keras
-
-    keras = import_keras()
-    backend = keras.backend.backend()
-    out: dict[str, Any] = {"backend": backend, "keras": keras.__version__}
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        out["tensorflow"] = tf.__version__
-    elif backend == "jax":  # pragma: no cover - not installed here
-        import jax
-
-        out["jax"] = jax.__version__
-    return out
+# The device.
 
 
 def setup_device(device: str = "auto") -> dict[str, Any]:
@@ -173,7 +54,7 @@ def setup_device(device: str = "auto") -> dict[str, Any]:
     Returns ``{"device": "cpu" | "gpu xN", "name": CPU model or GPU names, "pin": "/CPU:0" or
     None}``.
     """
-    from basnet_cli.predict import PredictUsageError, configure_device
+    from basnet_cli.inference import InferenceUsageError, configure_device
 
     if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":  # pragma: no cover
         from basnet_cli.runtime import gpu_available
@@ -182,7 +63,7 @@ def setup_device(device: str = "auto") -> dict[str, Any]:
         return {"device": desc, "name": machine_line() if desc == "cpu" else desc, "pin": None}
     try:
         desc = configure_device(device)
-    except PredictUsageError as exc:
+    except InferenceUsageError as exc:
         raise BenchmarkError(str(exc)) from None
     name = machine_line()
     if desc != "cpu":
@@ -200,30 +81,8 @@ def setup_device(device: str = "auto") -> dict[str, Any]:
     return {"device": desc, "name": name, "pin": "/CPU:0" if desc == "cpu" else None}
 
 
-def concrete_precision(precision: str, device: str) -> str:
-    """``auto`` as ``basnet predict`` resolves it (only the CPU counts with ``--device cpu``)."""
-    from basnet_cli.runtime import PRECISIONS, cpu_has_fast_bf16, resolve_precision
-
-    if precision not in PRECISIONS:
-        raise BenchmarkError(f"--precision must be one of {', '.join(PRECISIONS)}")
-    if precision == "auto" and device == "cpu":
-        return "bfloat16" if cpu_has_fast_bf16() else "float32"
-    return resolve_precision(precision)
-
-
 # ---------------------------------------------------------------------------------------------
 # Models.
-
-
-class _BackendPredictor:
-    """Non-TensorFlow backends: the model's own compiled ``predict_on_batch``."""
-
-    def __init__(self, model: Any, description: str) -> None:
-        self.model = model
-        self.description = description
-
-    def __call__(self, images: Any) -> np.ndarray:
-        return np.asarray(self.model.predict_on_batch(images), dtype=np.float32)
 
 
 @dataclass
@@ -256,21 +115,25 @@ def load_model(spec: str = DEFAULT_PRESET, *, precision: str = "auto", device: s
 
     ``device``/``pin`` come from :func:`setup_device`.  The global dtype policy is restored.
     """
-    from basnet_cli import predict as P
+    from basnet_cli.inference import (
+        InferenceUsageError,
+        concrete_precision,
+        keras_predictor,
+        load_exported,
+    )
+    from basnet_cli.model.basnet import inference_model
     from basnet_cli.model.io import ModelSpecError, load_training_model, loading, resolve
     from basnet_cli.runtime import import_keras
 
-    keras = import_keras()
-    for loader in P.PREDICTOR_LOADERS:
-        exported = loader(spec)
-        if exported is not None:
-            return BenchModel(spec, getattr(exported, "description", spec), "exported", spec,
-                              None, exported)
+    import_keras()
     try:
+        exported = load_exported(spec)
+        if exported is not None:
+            return BenchModel(spec, exported.description, "exported", spec, None, exported)
         source = resolve(spec, preset=preset, require_weights=False)
-    except (ModelSpecError, ValueError) as exc:
+        concrete = concrete_precision(precision, device)
+    except (InferenceUsageError, ModelSpecError, ValueError) as exc:
         raise BenchmarkError(str(exc)) from None
-    concrete = concrete_precision(precision, device)
     with loading(spec, concrete, BenchmarkError):
         if pin is not None:
             import tensorflow as tf
@@ -279,15 +142,9 @@ def load_model(spec: str = DEFAULT_PRESET, *, precision: str = "auto", device: s
                 model = load_training_model(source)
         else:
             model = load_training_model(source)
-    from basnet_cli.model.basnet import inference_model
-
-    infer = inference_model(model)
     name = source.config.name if source.config is not None else model.name
-    description = f"{source.describe()} [{concrete}]"
-    if keras.backend.backend() == "tensorflow":
-        predictor: Any = P.KerasPredictor(infer, description=description, device=pin)
-    else:  # pragma: no cover - other backends
-        predictor = _BackendPredictor(infer, description)
+    predictor = keras_predictor(inference_model(model), device=pin,
+                                description=f"{source.describe()} [{concrete}]")
     weights = str(source.path) if source.path is not None else "random init"
     return BenchModel(spec, name, concrete, weights, int(model.count_params()), predictor, model)
 
@@ -455,14 +312,14 @@ def synthetic_photos(folder: Path, n: int, size: tuple[int, int] = (400, 300),
 
 def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
     """Image files under ``folder`` (recursive, sorted, as ``basnet predict`` finds them)."""
-    from basnet_cli.predict import PredictUsageError, discover
+    from basnet_cli.inputs import discover
 
     root = Path(folder)
     if not root.is_dir():
         raise BenchmarkError(f"--images {folder}: not a folder")
     try:
         items, _ = discover([str(root)])
-    except PredictUsageError as exc:
+    except UsageError as exc:
         raise BenchmarkError(str(exc)) from None
     paths = [item.path for item in items]
     if not paths:
@@ -488,31 +345,35 @@ def usable_photos(paths: Sequence[Path], size: int
 
 
 def time_predict(bm: BenchModel, paths: Sequence[Path], *, size: int, batch_size: int,
-                 device: str = "auto", kinds: Sequence[str] = ("mask",),
-                 workers: int | None = None) -> dict[str, Any]:
-    """One ``basnet predict`` run (:func:`basnet_cli.predict.run`) over ``paths`` into a
-    temporary folder (removed afterwards).  Returns its summary dict (``images_per_s``...)."""
-    from basnet_cli import predict as P
+                 kinds: Sequence[str] = ("mask",), workers: int | None = None
+                 ) -> dict[str, Any]:
+    """One run of ``basnet predict``'s streaming pipeline (:func:`basnet_cli.stream.run_stream`)
+    over ``paths`` into a temporary folder (removed afterwards): ``{"images_per_s", "processed",
+    "files_written", "elapsed_s"}``."""
+    from basnet_cli.inputs import InputItem
+    from basnet_cli.outputs import plan_jobs
+    from basnet_cli.stream import run_stream
 
-    out = Path(tempfile.mkdtemp(prefix="basnet-bench-predict-"))
+    out = Path(tempfile.mkdtemp(prefix="basnet-bench-predict-")).resolve()
+    failures: list[str] = []
     try:
-        opts = P.PredictOptions(inputs=[str(p) for p in paths], out=out / "masks",
-                                model=bm.spec, kinds=tuple(kinds), size=size,
-                                batch_size=batch_size, overwrite=True,
-                                device=device if device in P.DEVICES else "auto",
-                                workers=workers)
-        try:
-            summary = P.run(opts, predictor=bm.predictor, precision_label=bm.precision)
-        except P.PredictUsageError as exc:
-            raise BenchmarkError(str(exc)) from None
+        started = time.perf_counter()
+        items = [InputItem(Path(p), f"{i:08d}{Path(p).suffix}", Path(p).parent)
+                 for i, p in enumerate(paths)]
+        jobs, refused = plan_jobs(items, out, kinds)
+        failures += [f.line() for f in refused]
+        done = run_stream([(job, job.outputs) for job in jobs], lambda: bm.predictor,
+                          kinds=kinds, size=size, batch_size=batch_size, out_root=out,
+                          workers=workers,
+                          on_failure=lambda path, reason: failures.append(f"{path}: {reason}"))
+        elapsed = time.perf_counter() - started
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    if summary.failed:
-        first = summary.failures[0].line() if summary.failures else ""
-        raise BenchmarkError(f"predict: {summary.failed} inputs failed ({first})")
-    row = summary.to_dict()
-    row["images_per_s"] = summary.images_per_s  # unrounded
-    return row
+    if failures:
+        raise BenchmarkError(f"predict: {len(failures)} inputs failed ({failures[0]})")
+    return {"images_per_s": done.processed / elapsed if elapsed > 0 else 0.0,
+            "processed": done.processed, "files_written": done.files_written,
+            "elapsed_s": elapsed}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -559,6 +420,13 @@ class BenchmarkOptions:
             raise BenchmarkError("--predict-images must be >= 0")
         if self.predict_images == 0 and not self.images:
             raise BenchmarkError("--predict-images 0 (all files) needs --images DIR")
+        from basnet_cli.inference import DEVICES
+        from basnet_cli.runtime import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise BenchmarkError(f"--precision must be one of {', '.join(PRECISIONS)}")
+        if self.device not in DEVICES:
+            raise BenchmarkError(f"--device must be one of {', '.join(DEVICES)}")
         unknown = [p for p in self.phases if p not in PHASES]
         if unknown or not self.phases:
             raise BenchmarkError(f"phases must be among {', '.join(PHASES)}")
@@ -654,10 +522,9 @@ def run_benchmark(opts: BenchmarkOptions,
                 f"encode -> write")
             if opts.warmup:
                 time_predict(bm, paths[: opts.batch_size], size=opts.size,
-                             batch_size=opts.batch_size, device=opts.device,
-                             workers=opts.workers)
+                             batch_size=opts.batch_size, workers=opts.workers)
             runs = [time_predict(bm, paths, size=opts.size, batch_size=opts.batch_size,
-                                 device=opts.device, workers=opts.workers)
+                                 workers=opts.workers)
                     for _ in range(opts.repeats)]
         finally:
             if tmp is not None:

@@ -1,0 +1,137 @@
+"""Maps mode of ``basnet evaluate``: folders of saved maps (one per ``--pred``, any method)
+against a folder of ground-truth masks.
+
+Files pair by relative stem (``a/0001.jpg`` <-> ``a/0001.png``); a map of another size is
+resized to the GT size (bilinear); GT files without a map (missing) and maps without a GT
+(extra) are reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from basnet_cli import metrics as M
+from basnet_cli.evaluate.files import (
+    default_workers,
+    error_text,
+    fit_to,
+    list_files,
+    ordered,
+    read_gray,
+    resolve_gt_dir,
+)
+from basnet_cli.evaluate.options import EvaluateUsageError, Progress, check_curve
+from basnet_cli.evaluate.results import EvaluationRun, MethodResult
+
+
+def _unique_names(paths: Sequence[Path], names: Sequence[str] | None) -> list[str]:
+    if names:
+        if len(names) != len(paths):
+            raise EvaluateUsageError(f"{len(names)} --name values for {len(paths)} --pred folders")
+        out = list(names)
+    else:
+        out = []
+        for p in paths:
+            resolved = p.resolve()
+            name = resolved.name or str(p)
+            if name in out or name.lower() in ("mask", "masks", "maps", "pred", "preds"):
+                name = f"{resolved.parent.name}/{resolved.name}"
+            out.append(name)
+    if len(set(out)) != len(out):
+        raise EvaluateUsageError(f"method names are not unique: {', '.join(out)}; use --name")
+    return out
+
+
+def evaluate_maps(pred_dirs: Sequence[str | Path], gt: str | Path, *,
+                  names: Sequence[str] | None = None, curve: str = "image",
+                  workers: int | None = None, progress: Progress | None = None,
+                  on_error: Callable[[str, str, str], None] | None = None) -> EvaluationRun:
+    """Score each folder of ``pred_dirs`` against the masks in ``gt`` (see the module doc).
+
+    ``on_error(method, stem, reason)`` is called for each map or mask that cannot be decoded;
+    such images are left out of that method's numbers and listed in ``failed``.
+    Raises :class:`EvaluateUsageError` when no map pairs with a mask at all.
+    """
+    check_curve(curve)
+    if not pred_dirs:
+        raise EvaluateUsageError("give at least one --pred folder")
+    t0 = time.perf_counter()
+    gt_dir, dataset = resolve_gt_dir(gt)
+    gt_files = list_files(gt_dir)
+    if not gt_files:
+        raise EvaluateUsageError(f"--gt {gt}: no mask files in {gt_dir}")
+    dirs = [Path(p) for p in pred_dirs]
+    for d in dirs:
+        if not d.is_dir():
+            raise EvaluateUsageError(f"--pred {d}: not a folder")
+    method_names = _unique_names(dirs, names)
+    pred_files = [list_files(d) for d in dirs]
+    results = []
+    for name, d, files in zip(method_names, dirs, pred_files):
+        results.append(MethodResult(
+            name=name, source=str(d),
+            missing=sorted(set(gt_files) - set(files)),
+            extra=sorted(set(files) - set(gt_files)),
+        ))
+    stems = [s for s in sorted(gt_files) if any(s in f for f in pred_files)]
+    if not stems:
+        raise EvaluateUsageError(
+            f"no map in {', '.join(map(str, dirs))} has a mask with the same name in {gt_dir}")
+    suites = [M.MetricSuite(curve=curve) for _ in dirs]
+
+    def work(stem: str) -> tuple[str, tuple[int, int] | None, list[Any]]:
+        out: list[Any] = [None] * len(dirs)
+        try:
+            gt_arr = read_gray(gt_files[stem])
+        except Exception as exc:  # noqa: BLE001 - reported per file
+            reason = f"ground truth {gt_files[stem].name}: {error_text(exc)}"
+            return stem, None, [("error", reason) if stem in f else None for f in pred_files]
+        truth = M.Truth(gt_arr)  # shared by every method: mask-only work is done once
+        for i, files in enumerate(pred_files):
+            if stem not in files:
+                continue
+            try:
+                pred, resized = fit_to(read_gray(files[stem]), gt_arr.shape)
+                values = suites[i].compute(M.prepare(pred, truth))
+            except Exception as exc:  # noqa: BLE001 - reported per file
+                out[i] = ("error", f"{files[stem].name}: {error_text(exc)}")
+                continue
+            out[i] = ("ok", values, resized)
+        return stem, gt_arr.shape, out
+
+    n = max(1, workers or default_workers())
+    if progress is not None:
+        progress.start(len(stems))
+    try:
+        with cf.ThreadPoolExecutor(max_workers=n, thread_name_prefix="evaluate") as pool:
+            t_method = time.perf_counter()
+            for stem, shape, outs in ordered(pool, work, stems, window=4 * n):
+                for i, out in enumerate(outs):
+                    if out is None:
+                        continue
+                    res = results[i]
+                    if out[0] == "error":
+                        res.failed.append((stem, out[1]))
+                        if on_error is not None:
+                            on_error(res.name, stem, out[1])
+                        continue
+                    _, values, resized = out
+                    scalars = suites[i].add(values)
+                    res.resized += int(resized)
+                    res.per_image.append({"method": res.name, "name": stem,
+                                          "height": shape[0], "width": shape[1], **scalars})
+                if progress is not None:
+                    progress.advance(1)
+    finally:
+        if progress is not None:
+            progress.stop()
+    elapsed = time.perf_counter() - t_method
+    for res, suite in zip(results, suites):
+        res.finish(suite, elapsed)
+    return EvaluationRun(mode="maps", dataset=dataset, gt_dir=str(gt_dir), curve=curve,
+                         methods=results, gt_count=len(gt_files),
+                         seconds=time.perf_counter() - t0)

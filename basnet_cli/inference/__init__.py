@@ -1,0 +1,88 @@
+"""The inference core every command shares: ``--model`` as a predictor, precision and device
+set-up, and batching.
+
+A predictor maps a float32 RGB 0..255 NHWC batch to ``(B, H, W, 1)`` float32 probabilities.
+
+Modules: :mod:`.device` (:class:`InferenceUsageError`, the ``--precision`` / ``--device``
+choices, TensorFlow's device set-up, the concrete precision for a device), :mod:`.exported`
+(the runtimes of exported models: TFLite/LiteRT, ONNX Runtime, SavedModel) and
+:mod:`.predictors` (the :class:`Predictor` protocol, :class:`KerasPredictor`,
+:func:`load_predictor` for any ``--model``, :func:`predict_batches`).  Nothing here imports
+TensorFlow at module import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+# The public names and the module of each; imported on first use, so that the command line
+# (which needs only the option enums of .device) starts without NumPy.
+_EXPORTS = {
+    "device": ("DEVICES", "Device", "InferenceUsageError", "Precision", "available_cpus",
+               "concrete_precision", "configure_device", "import_tf_quiet",
+               "quiet_native_output"),
+    "exported": ("INSTALL_HINT", "BackendError", "OnnxPredictor", "SavedModelPredictor",
+                 "TFLitePredictor", "exported_kind", "open_exported", "tflite_interpreter_class"),
+    "predictors": ("CompiledPredictor", "ExportedPredictor", "KerasPredictor", "Predictor",
+                   "check_model_spec", "fixed_input_size", "keras_predictor", "load_exported",
+                   "load_predictor", "predict_batches", "probabilities"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = [
+    "DEVICES", "INSTALL_HINT", "BackendError", "CompiledPredictor", "Device",
+    "ExportedPredictor", "InferenceUsageError", "KerasPredictor", "OnnxPredictor", "Precision",
+    "Predictor", "SavedModelPredictor", "TFLitePredictor", "available_cpus", "check_model_spec",
+    "concrete_precision", "configure_device", "exported_kind", "fixed_input_size",
+    "import_tf_quiet", "keras_predictor", "load_exported", "load_predictor", "open_exported",
+    "predict_batches", "probabilities", "quiet_native_output", "tflite_interpreter_class",
+]
+
+if TYPE_CHECKING:
+    from basnet_cli.inference.device import (
+        DEVICES,
+        Device,
+        InferenceUsageError,
+        Precision,
+        available_cpus,
+        concrete_precision,
+        configure_device,
+        import_tf_quiet,
+        quiet_native_output,
+    )
+    from basnet_cli.inference.exported import (
+        INSTALL_HINT,
+        BackendError,
+        OnnxPredictor,
+        SavedModelPredictor,
+        TFLitePredictor,
+        exported_kind,
+        open_exported,
+        tflite_interpreter_class,
+    )
+    from basnet_cli.inference.predictors import (
+        CompiledPredictor,
+        ExportedPredictor,
+        KerasPredictor,
+        Predictor,
+        check_model_spec,
+        fixed_input_size,
+        keras_predictor,
+        load_exported,
+        load_predictor,
+        predict_batches,
+        probabilities,
+    )
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
