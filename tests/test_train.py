@@ -304,6 +304,53 @@ def test_two_logical_cpu_devices_with_mirrored_strategy(synth_dataset, tmp_path)
     assert np.isfinite(summary["history"][-1]["loss"])
 
 
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for sock in socks:
+        sock.bind(("localhost", 0))
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+def _weights(path: Path) -> dict[str, np.ndarray]:
+    found: dict[str, np.ndarray] = {}
+    with h5py.File(path) as f:
+        f.visititems(lambda name, obj: found.__setitem__(name, np.array(obj))
+                     if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
+def test_two_workers_on_loopback_end_with_identical_weights(synth_dataset, tmp_path):
+    """A real 2-process MultiWorkerMirroredStrategy run (TF_CONFIG, gRPC on loopback): both
+    workers train the same steps and save the same model, batch-norm statistics included."""
+    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+    procs = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        cmd = _train_cmd(synth_dataset, tmp_path / f"worker{index}", "--steps", "3", "--json")
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    try:
+        outs = [proc.communicate(timeout=600) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+    for proc, (_, err) in zip(procs, outs):
+        assert proc.returncode == 0, err[-2000:]
+    summaries = [json.loads(out) for out, _ in outs]
+    assert [s["global_step"] for s in summaries] == [3, 3]
+    assert summaries[0]["history"][-1]["loss"] == summaries[1]["history"][-1]["loss"]
+    first, second = (_weights(tmp_path / f"worker{i}" / "final.weights.h5") for i in range(2))
+    assert first.keys() == second.keys() and len(first) > 100
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+
+
 def test_nan_loss_stops_with_a_clear_message(synth_dataset, tmp_path, eager):
     opts = TrainOptions(data=str(synth_dataset), out=str(tmp_path / "run"), steps=30,
                         lr=1e30, save_every=1, **TINY_OPTS)

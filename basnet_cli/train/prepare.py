@@ -3,6 +3,7 @@ preset or a file, with ImageNet encoder weights), the device strategy, each epoc
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import os
@@ -183,17 +184,60 @@ def _load_backbone(model, source, path: str) -> int:
         raise TrainError(f"--backbone-weights: {exc}") from None
 
 
-def build_training_state(model) -> None:
+def build_training_state(model, strategy=None) -> None:
     """Create the optimizer's and the loss trackers' variables before ``fit``.
 
     Without a distribution strategy, Keras' TensorFlow trainer creates them inside the first
     trace of the train step, and a ``tf.function`` that creates variables is traced twice: the
     first step then costs two full traces. One eager forward pass on a 32x32 image and one
-    loss evaluation build them."""
-    if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-    x = np.zeros((1, 32, 32, 3), "float32")
-    y_pred = model(x, training=False)
-    y = tuple(np.zeros((1, 32, 32, 1), "float32") for _ in y_pred)
-    model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
-    model.reset_metrics()  # the loss trackers saw the zero batch
+    loss evaluation build them.
+
+    Under a strategy they are built in its scope, and ``fit``'s own symbolic build is turned
+    off: it all-reduces the first (images, masks) batch across replicas only to find the state
+    built, and under ``MultiWorkerMirroredStrategy`` that reduce fails ("Attempt to convert a
+    value (PerReplica...)")."""
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    if strategy is not None:
+        _synchronize_batch_norm(model)
+    with scope:
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        x = np.zeros((1, 32, 32, 3), "float32")
+        y_pred = model(x, training=False)
+        y = tuple(np.zeros((1, 32, 32, 1), "float32") for _ in y_pred)
+        model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+        model.reset_metrics()  # the loss trackers saw the zero batch
+    if strategy is not None:
+        model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+        from basnet_cli.runtime import import_tf
+
+        if isinstance(strategy, import_tf().distribute.MultiWorkerMirroredStrategy):
+            _vector_logs(model)
+
+
+def _synchronize_batch_norm(model) -> None:
+    """Batch statistics over the global batch, as on one device: with each replica's own
+    statistics the moving means and variances drift apart between workers (Keras 3 keeps them
+    per replica), and each worker would save a different model."""
+    from basnet_cli.runtime import import_keras
+
+    keras = import_keras()
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+
+
+def _vector_logs(model) -> None:
+    """Under ``MultiWorkerMirroredStrategy`` Keras 3 averages each step's logs across workers
+    with ``reduce(MEAN, axis=0)``, which fails on the scalar loss ("Invalid reduction dimension
+    0 for input with 0 dimensions"; tensorflow/tensorflow#72388).  Logs of shape (1,) reduce to
+    the workers' mean scalar."""
+    from basnet_cli.runtime import import_keras
+
+    ops = import_keras().ops
+    step = model.train_step
+
+    def train_step(data):
+        return {k: ops.reshape(v, (1,)) for k, v in step(data).items()}
+
+    model.train_step = train_step

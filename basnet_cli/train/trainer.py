@@ -235,8 +235,7 @@ class Trainer:
                 self.summary = json.loads(summary.read_text())
                 return st
             return self._finish(model)
-        if strategy is None:
-            prepare.build_training_state(model)
+        prepare.build_training_state(model, strategy)
         return self._train(model, train_pairs, val_pairs, aug, strategy)
 
     def _train(self, model, train_pairs, val_pairs, aug: AugmentConfig, strategy) -> RunState:
