@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
@@ -19,9 +17,9 @@ from basnet_cli.cli.app import (
     console,
     err_console,
     error_exit,
-    fail,
     safe,
 )
+from basnet_cli.cli.choices import metavar, one_of
 from basnet_cli.errors import BasnetError
 from basnet_cli.model.config import DEFAULT_PRESET
 from basnet_cli.train.options import InputPipeline, Precision, Schedule
@@ -29,32 +27,6 @@ from basnet_cli.train.options import InputPipeline, Precision, Schedule
 _DATA = "Data"
 _OPT = "Optimisation"
 _RUN = "Run folder and output"
-
-E = TypeVar("E", bound=Enum)
-
-
-def _one_of(kind: type[E], option: str) -> Callable[[object], E]:
-    """Parse ``option`` as a member of ``kind``; a bad value is one ``error:`` line and exit 2,
-    like every other bad option of this command."""
-    def parse(value: object) -> E:
-        if isinstance(value, kind):
-            return value
-        try:
-            return kind(value)
-        except ValueError:
-            raise fail(f"{option} must be one of {_values(kind, ', ')}") from None
-
-    return parse
-
-
-def _values(kind: type[Enum], sep: str) -> str:
-    return sep.join(str(m.value) for m in kind)
-
-
-def _choices(kind: type[Enum]) -> str:
-    """The help's metavar: ``[a|b|c]``."""
-    return f"[{_values(kind, '|')}]"
-
 
 @app.command("train")
 def train_command(
@@ -122,7 +94,7 @@ def train_command(
     weight_decay: Annotated[float, typer.Option(
         help="Decoupled weight decay (AdamW) when > 0.", rich_help_panel=_OPT)] = 0.0,
     schedule: Annotated[Schedule, typer.Option(
-        parser=_one_of(Schedule, "--schedule"), metavar=_choices(Schedule),
+        parser=one_of(Schedule, "--schedule"), metavar=metavar(Schedule),
         help="LR schedule: constant (official), cosine, step.", rich_help_panel=_OPT)
     ] = Schedule.constant,
     warmup_steps: Annotated[int, typer.Option(
@@ -133,7 +105,7 @@ def train_command(
     gamma: Annotated[float, typer.Option(help="Step schedule factor.", rich_help_panel=_OPT)
                      ] = 0.1,
     precision: Annotated[Precision, typer.Option(
-        parser=_one_of(Precision, "--precision"), metavar=_choices(Precision),
+        parser=one_of(Precision, "--precision"), metavar=metavar(Precision),
         help="auto (bfloat16 on AMX/AVX512-BF16 CPUs, float16 on GPUs), float32, bfloat16, "
              "float16.", rich_help_panel=_OPT)] = Precision.auto,
     cpu_devices: Annotated[int, typer.Option(
@@ -141,7 +113,7 @@ def train_command(
              "(tests the multi-device path without GPUs).", rich_help_panel=_OPT,
         hidden=False)] = 0,
     input_pipeline: Annotated[InputPipeline, typer.Option(
-        parser=_one_of(InputPipeline, "--input-pipeline"), metavar=_choices(InputPipeline),
+        parser=one_of(InputPipeline, "--input-pipeline"), metavar=metavar(InputPipeline),
         help="auto (tf.data when TensorFlow is installed), tfdata, or python (Pillow + "
              "keras.utils.PyDataset: for backends such as JAX on machines without TensorFlow).",
         rich_help_panel=_DATA)] = InputPipeline.auto,
