@@ -316,7 +316,7 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _weights(path: Path) -> dict[str, np.ndarray]:
+def _h5_arrays(path: Path) -> dict[str, np.ndarray]:
     found: dict[str, np.ndarray] = {}
     with h5py.File(path) as f:
         f.visititems(lambda name, obj: found.__setitem__(name, np.array(obj))
@@ -345,7 +345,7 @@ def test_two_workers_on_loopback_end_with_identical_weights(synth_dataset, tmp_p
     summaries = [json.loads(out) for out, _ in outs]
     assert [s["global_step"] for s in summaries] == [3, 3]
     assert summaries[0]["history"][-1]["loss"] == summaries[1]["history"][-1]["loss"]
-    first, second = (_weights(tmp_path / f"worker{i}" / "final.weights.h5") for i in range(2))
+    first, second = (_h5_arrays(tmp_path / f"worker{i}" / "final.weights.h5") for i in range(2))
     assert first.keys() == second.keys() and len(first) > 100
     for name in first:
         np.testing.assert_array_equal(first[name], second[name], err_msg=name)
