@@ -225,6 +225,16 @@ def _synchronize_batch_norm(model) -> None:
     for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = True
+            # Saved files keep synchronized=False: it is a training-time setting, and Keras
+            # refuses it on other backends (a last.keras must load under JAX too).
+            layer.get_config = _unsynchronized_config(layer)
+
+
+def _unsynchronized_config(layer):
+    def get_config() -> dict:
+        return {**type(layer).get_config(layer), "synchronized": False}
+
+    return get_config
 
 
 def _vector_logs(model) -> None:
