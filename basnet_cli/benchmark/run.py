@@ -1,20 +1,5 @@
-"""The measurements of ``basnet benchmark`` and of ``make bench``.
-
-Four measurements, each a warm-up followed by timed repeats (medians reported):
-
-- **inference**: the model alone, a fixed random batch through the same traced
-  ``tf.function`` ``basnet predict`` uses (:class:`basnet_cli.inference.KerasPredictor`);
-- **predict**: the streaming run of ``basnet predict`` (:func:`basnet_cli.stream.run_stream`):
-  decode, resize, infer, resize back, encode and atomically write PNG masks into a temporary
-  folder;
-- **train**: one optimiser step of the 8-output training model with the hybrid loss
-  (``train_on_batch``, the function ``model.fit`` runs in ``basnet train``);
-- **peak RSS** of the process (``getrusage``), after each phase (it only grows).
-
-A preset without trained weights is benchmarked from a random initialisation: speed and memory
-do not depend on the weights' values.  The helpers here are also the building blocks of the
-suite in ``bench/run_bench.py`` (A/B alternation of several models in one process).
-"""
+"""Device set-up, models, timed steps and :func:`run_benchmark`: the measurements described in
+:mod:`basnet_cli.benchmark` (inference, predict, train, peak RSS)."""
 
 from __future__ import annotations
 

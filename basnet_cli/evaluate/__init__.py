@@ -13,8 +13,9 @@ NumPy), :mod:`.results` (:class:`EvaluationRun`, :class:`MethodResult`, conventi
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from basnet_cli.lazy import lazy_exports
 
 # The public names and the module of each; imported on first use, so that the command line
 # (which needs only .options) starts without NumPy.
@@ -27,7 +28,6 @@ _EXPORTS = {
     "model": ("evaluate_model",),
     "speed": ("benchmark",),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
     "CURVES", "Curve", "EvaluateUsageError", "EvaluationRun", "MethodResult", "Progress",
     "benchmark", "check_curve", "conventions", "dataset_name", "default_report_dir",
@@ -58,14 +58,4 @@ if TYPE_CHECKING:
     from basnet_cli.evaluate.speed import benchmark
 
 
-def __getattr__(name: str) -> object:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

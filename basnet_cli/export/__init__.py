@@ -32,8 +32,9 @@ and :mod:`.tfjs` (:func:`write_tfjs_graph_model` and the Node.js runner of its c
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from basnet_cli.lazy import lazy_exports
 
 # The public names and the module of each; imported on first use, so that the command line
 # (which needs only the option enums of .formats) starts without NumPy.
@@ -51,7 +52,6 @@ _EXPORTS = {
              "tfjs_runtime_status", "write_tfjs_graph_model"),
     "tflite": ("tflite_bytes",),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
     "CheckResult", "EXTENSIONS", "ExportError", "ExportFormat", "ExportOptions", "ExportResult",
     "ExportUsageError", "FORMATS", "FORMAT_IO", "ONNX_OPSET", "QUANTIZATIONS", "QUANTIZE_NOTES",
@@ -110,14 +110,4 @@ if TYPE_CHECKING:
     from basnet_cli.export.tflite import tflite_bytes
 
 
-def __getattr__(name: str) -> object:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

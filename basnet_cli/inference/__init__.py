@@ -13,8 +13,9 @@ TensorFlow at module import time.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from basnet_cli.lazy import lazy_exports
 
 # The public names and the module of each; imported on first use, so that the command line
 # (which needs only the option enums of .device) starts without NumPy.
@@ -28,7 +29,6 @@ _EXPORTS = {
                    "check_model_spec", "fixed_input_size", "keras_predictor", "load_exported",
                    "load_predictor", "predict_batches", "probabilities"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
     "DEVICES", "INSTALL_HINT", "BackendError", "CompiledPredictor", "Device",
     "ExportedPredictor", "InferenceUsageError", "KerasPredictor", "OnnxPredictor", "Precision",
@@ -75,14 +75,4 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> object:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

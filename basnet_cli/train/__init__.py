@@ -18,8 +18,9 @@ Modules: :mod:`~basnet_cli.train.options` (options, their checks, ``--resume`` m
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from basnet_cli.lazy import lazy_exports
 
 # The public names and the module of each; imported on first use, so that the command line
 # (which needs only the option enums) starts without NumPy.
@@ -31,7 +32,6 @@ _EXPORTS = {
     "schedules": ("COSINE_FINAL",),
     "trainer": ("Trainer", "validate_model"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
     "CACHE_MODES", "COSINE_FINAL", "PIPELINES", "PRECISIONS", "RESUME_ADJUSTABLE", "SCHEDULES",
     "InputPipeline", "NonFiniteLoss", "Precision", "Resumed", "RunState", "Schedule",
@@ -59,14 +59,4 @@ if TYPE_CHECKING:
     from basnet_cli.train.trainer import Trainer, validate_model
 
 
-def __getattr__(name: str) -> object:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
