@@ -95,6 +95,51 @@ def test_maps_mode_unreadable_file_is_reported(maps_case: dict) -> None:
     assert errors == [("methodA", "img0")]
 
 
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_maps_mode_in_processes_equals_one_thread(maps_case: dict, method: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several processes (forced even for 6 images) give the same numbers, rows, order and
+    failure reports as one thread, with either start method (forkserver: what a process that
+    has loaded TensorFlow/JAX gets)."""
+    import multiprocessing as mp
+
+    from basnet_cli.evaluate import maps as maps_module
+
+    if method not in mp.get_all_start_methods():
+        pytest.skip(f"no {method} start method on this platform")
+    (maps_case["a"] / "img1.png").write_bytes(b"not a png")
+    dirs = [maps_case["a"], maps_case["b"]]
+    one = evaluate_maps(dirs, maps_case["gt"], workers=1)
+    started: list[str] = []
+    monkeypatch.setattr(maps_module, "MIN_IMAGES_PER_PROCESS", 1)
+    monkeypatch.setattr(maps_module, "_start_method",
+                        lambda: started.append(method) or mp.get_context(method))
+    errors: list[tuple[str, str]] = []
+    many = evaluate_maps(dirs, maps_case["gt"], workers=2,
+                         on_error=lambda m, s, r: errors.append((m, s)))
+    assert started == [method]  # the pool path ran
+    assert errors == [("methodA", "img1")]
+    for a, b in zip(one.methods, many.methods):
+        assert a.per_image == b.per_image
+        assert a.metrics == b.metrics
+        assert a.failed == b.failed and a.resized == b.resized
+        for key in a.curves:
+            np.testing.assert_array_equal(a.curves[key], b.curves[key])
+
+
+def test_small_runs_and_one_worker_stay_in_process(maps_case: dict,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from basnet_cli.evaluate import maps as maps_module
+
+    def no_pool() -> None:
+        raise AssertionError("a process pool was started")
+
+    monkeypatch.setattr(maps_module, "_start_method", no_pool)
+    assert evaluate_maps([maps_case["b"]], maps_case["gt"], workers=8).methods[0].count == 6
+    monkeypatch.setattr(maps_module, "MIN_IMAGES_PER_PROCESS", 1)
+    assert evaluate_maps([maps_case["b"]], maps_case["gt"], workers=1).methods[0].count == 6
+
+
 def test_maps_mode_usage_errors(maps_case: dict, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -166,7 +166,9 @@ def evaluate_command(
     no_report: Annotated[bool, typer.Option("--no-report", help="Write no report files.")
     ] = False,
     workers: Annotated[int | None, typer.Option(
-        "--workers", "-j", min=1, help="Decode/metric threads (default: the CPUs, up to 8).",
+        "--workers", "-j", min=1,
+        help="Scoring processes for --pred maps (decode + metrics), threads with --model "
+             "(default: the CPUs this process may use, up to 8).",
         show_default=False)] = None,
     json_out: Annotated[bool, typer.Option(
         "--json", help="Print the numbers as JSON on stdout (no table).")] = False,

@@ -1,6 +1,6 @@
 """Files of ``basnet evaluate``: listing maps and masks by relative stem, the dataset's name,
 decoding with the project's decoder (:mod:`basnet_cli.images`), fitting a map to its mask, and
-an order-keeping bounded thread-pool map."""
+an order-keeping bounded pool map."""
 
 from __future__ import annotations
 
@@ -85,8 +85,12 @@ def fit_to(pred: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, bool]:
 
 
 def default_workers() -> int:
-    """Decode and metric threads: the CPUs, up to 8."""
-    return max(1, min(8, os.cpu_count() or 1))
+    """Scoring workers: the CPUs this process may run on (its affinity mask), up to 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - no affinity masks (macOS, Windows)
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
 
 
 def ordered(pool: cf.Executor, fn: Callable[[Any], Any], items: Iterable[Any],

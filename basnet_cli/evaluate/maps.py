@@ -9,8 +9,12 @@ resized to the GT size (bilinear); GT files without a map (missing) and maps wit
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
+import multiprocessing as mp
+import signal
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +48,91 @@ def _unique_names(paths: Sequence[Path], names: Sequence[str] | None) -> list[st
     if len(set(out)) != len(out):
         raise EvaluateUsageError(f"method names are not unique: {', '.join(out)}; use --name")
     return out
+
+
+class _Scoring:
+    """What scoring one image needs: the mask and map files, and a metric suite per method
+    (its ``compute`` only; the sums are kept by the caller's suites)."""
+
+    def __init__(self, gt_files: dict[str, Path], pred_files: list[dict[str, Path]],
+                 curve: str) -> None:
+        self.gt_files = gt_files
+        self.pred_files = pred_files
+        self.suites = [M.MetricSuite(curve=curve) for _ in pred_files]
+
+    def __call__(self, stem: str) -> tuple[str, tuple[int, int] | None, list[Any]]:
+        """One image's values for each method: ("ok", values, resized), ("error", reason) or
+        None where the method has no map of it."""
+        out: list[Any] = [None] * len(self.pred_files)
+        try:
+            gt_arr = read_gray(self.gt_files[stem])
+        except Exception as exc:  # noqa: BLE001 - reported per file
+            reason = f"ground truth {self.gt_files[stem].name}: {error_text(exc)}"
+            return stem, None, [("error", reason) if stem in f else None for f in self.pred_files]
+        truth = M.Truth(gt_arr)  # shared by every method: mask-only work is done once
+        for i, files in enumerate(self.pred_files):
+            if stem not in files:
+                continue
+            try:
+                pred, resized = fit_to(read_gray(files[stem]), gt_arr.shape)
+                values = self.suites[i].compute(M.prepare(pred, truth))
+            except Exception as exc:  # noqa: BLE001 - reported per file
+                out[i] = ("error", f"{files[stem].name}: {error_text(exc)}")
+                continue
+            out[i] = ("ok", values, resized)
+        return stem, gt_arr.shape, out
+
+
+_WORKER: _Scoring | None = None  # set in each pool process by _start_worker
+
+
+def _start_worker(gt_files: dict[str, Path], pred_files: list[dict[str, Path]],
+                  curve: str) -> None:
+    global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _WORKER = _Scoring(gt_files, pred_files, curve)
+
+
+def _score_in_worker(stem: str) -> tuple[str, tuple[int, int] | None, list[Any]]:
+    assert _WORKER is not None, "pool process started without _start_worker"
+    return _WORKER(stem)
+
+
+# below this many images per process, starting processes costs more than it saves
+MIN_IMAGES_PER_PROCESS = 16
+
+
+def _start_method() -> mp.context.BaseContext:
+    """fork where it is safe and instant (Linux, no TensorFlow/JAX/PyTorch threads in this
+    process); else forkserver or spawn, which re-import the caller's main module (scripts need
+    an ``if __name__ == "__main__":`` guard, as with any process pool)."""
+    methods = mp.get_all_start_methods()
+    threaded = any(name in sys.modules for name in ("tensorflow", "jax", "torch"))
+    if sys.platform.startswith("linux") and "fork" in methods and not threaded:
+        return mp.get_context("fork")
+    return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+@contextlib.contextmanager
+def _scorer(workers: int, images: int, gt_files: dict[str, Path],
+            pred_files: list[dict[str, Path]], curve: str
+            ) -> Iterator[tuple[cf.Executor, Callable[[str], Any]]]:
+    """An executor and the function it runs per stem: ``workers`` processes (images are
+    independent and the metrics hold the GIL, so threads do not scale), or one thread when one
+    worker is asked for or the run is too small to pay for processes."""
+    processes = min(workers, images // MIN_IMAGES_PER_PROCESS)
+    if processes < 2:
+        with cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluate") as pool:
+            yield pool, _Scoring(gt_files, pred_files, curve)
+        return
+    with cf.ProcessPoolExecutor(max_workers=processes, mp_context=_start_method(),
+                                initializer=_start_worker,
+                                initargs=(gt_files, pred_files, curve)) as pool:
+        try:
+            yield pool, _score_in_worker
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def evaluate_maps(pred_dirs: Sequence[str | Path], gt: str | Path, *,
@@ -82,34 +171,13 @@ def evaluate_maps(pred_dirs: Sequence[str | Path], gt: str | Path, *,
         raise EvaluateUsageError(
             f"no map in {', '.join(map(str, dirs))} has a mask with the same name in {gt_dir}")
     suites = [M.MetricSuite(curve=curve) for _ in dirs]
-
-    def work(stem: str) -> tuple[str, tuple[int, int] | None, list[Any]]:
-        out: list[Any] = [None] * len(dirs)
-        try:
-            gt_arr = read_gray(gt_files[stem])
-        except Exception as exc:  # noqa: BLE001 - reported per file
-            reason = f"ground truth {gt_files[stem].name}: {error_text(exc)}"
-            return stem, None, [("error", reason) if stem in f else None for f in pred_files]
-        truth = M.Truth(gt_arr)  # shared by every method: mask-only work is done once
-        for i, files in enumerate(pred_files):
-            if stem not in files:
-                continue
-            try:
-                pred, resized = fit_to(read_gray(files[stem]), gt_arr.shape)
-                values = suites[i].compute(M.prepare(pred, truth))
-            except Exception as exc:  # noqa: BLE001 - reported per file
-                out[i] = ("error", f"{files[stem].name}: {error_text(exc)}")
-                continue
-            out[i] = ("ok", values, resized)
-        return stem, gt_arr.shape, out
-
     n = max(1, workers or default_workers())
     if progress is not None:
         progress.start(len(stems))
+    t_method = time.perf_counter()
     try:
-        with cf.ThreadPoolExecutor(max_workers=n, thread_name_prefix="evaluate") as pool:
-            t_method = time.perf_counter()
-            for stem, shape, outs in ordered(pool, work, stems, window=4 * n):
+        with _scorer(n, len(stems), gt_files, pred_files, curve) as (pool, fn):
+            for stem, shape, outs in ordered(pool, fn, stems, window=4 * n):
                 for i, out in enumerate(outs):
                     if out is None:
                         continue

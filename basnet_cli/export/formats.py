@@ -136,13 +136,17 @@ class Tolerance:
 # 0.17 / 9e-4); full int8 0.66 / 3.5e-3 (ONNX 0.25 / 3.3e-3).  The mean is the accuracy guard
 # (limits 5-15x above the measurements; a broken export, e.g. a wrong layout or a missing
 # normalisation, is off by more than 0.1 on average); the max limit catches local damage and is
-# not applied to full int8, where a single edge pixel may flip.
+# not applied to full int8, where a single edge pixel may flip.  TFLite int8-dynamic quantises
+# activations at run time, which moves the whole map of some photos: the ImageNet-encoder
+# basnet-mobile at 224 gives 0.56 / 4.6e-3 on 16 ECSSD images (one photo 0.025 on average) while
+# its DUTS-TR hold-out scores move by MAE +0.0001 and max F -0.0012 (model card), so its mean
+# limit is 0.015 and its max limit is not applied either.
 TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("keras", "none"): Tolerance(1e-5, 1e-6),
     ("savedmodel", "none"): Tolerance(1e-4, 1e-5),
     ("tflite", "none"): Tolerance(2e-3, 1e-4),
     ("tflite", "float16"): Tolerance(0.1, 1e-3),
-    ("tflite", "int8-dynamic"): Tolerance(0.5, 5e-3),
+    ("tflite", "int8-dynamic"): Tolerance(1.0, 0.015),
     ("tflite", "int8"): Tolerance(1.0, 0.03),
     ("onnx", "none"): Tolerance(2e-3, 1e-4),
     ("onnx", "float16"): Tolerance(0.1, 1e-3),
