@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from basnet_cli import __version__
-from basnet_cli.evaluate import EvaluationRun, MethodResult
+from basnet_cli.evaluate.results import REPORT_FORMAT, EvaluationRun, MethodResult
 
 # (key, column title, higher is better)
 COLUMNS: tuple[tuple[str, str, bool], ...] = (
@@ -35,7 +35,7 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = (
 )
 PER_IMAGE_COLUMNS = ("method", "name", "width", "height", "mae", "max_f", "adaptive_f",
                      "s_measure", "max_e", "adaptive_e", "weighted_f", "relaxed_f")
-LIST_LIMIT = 200  # names of missing/extra/failed files kept in metrics.json
+LIST_LIMIT = 200  # names of missing/extra/failed files in --json's summary
 
 PALETTE = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189),
            (140, 86, 75), (227, 119, 194), (23, 190, 207), (188, 189, 34), (127, 127, 127))
@@ -55,6 +55,9 @@ def _num(x: Any) -> Any:
 
 
 def method_json(m: MethodResult, curves: bool = True) -> dict[str, Any]:
+    """One method as JSON-ready data: with ``curves`` (the report file) its curves and every
+    missing/extra/failed name; without (``--json``'s summary) at most ``LIST_LIMIT`` names."""
+    limit = None if curves else LIST_LIMIT
     out: dict[str, Any] = {
         "name": m.name,
         "source": m.source,
@@ -66,12 +69,13 @@ def method_json(m: MethodResult, curves: bool = True) -> dict[str, Any]:
         "resized": m.resized,
         "seconds": round(m.seconds, 3),
         "maps_per_second": _num(round(m.maps_per_second, 2)) if m.count else None,
-        "missing_files": m.missing[:LIST_LIMIT],
-        "extra_files": m.extra[:LIST_LIMIT],
-        "failed_files": [{"name": n, "reason": r} for n, r in m.failed[:LIST_LIMIT]],
+        "missing_files": m.missing[:limit],
+        "extra_files": m.extra[:limit],
+        "failed_files": [{"name": n, "reason": r} for n, r in m.failed[:limit]],
     }
     if curves and m.curves:
-        out["curves"] = {k: [_num(round(float(v), 6)) for v in np.asarray(arr)]
+        # full precision: merge_reports adds shards' curves up to the numbers of one run
+        out["curves"] = {k: [_num(float(v)) for v in np.asarray(arr)]
                          for k, arr in m.curves.items()}
     return out
 
@@ -88,6 +92,9 @@ def run_json(run: EvaluationRun, curves: bool = True) -> dict[str, Any]:
         "model": run.model,
         "size": run.size,
         "curve": run.curve,
+        "shard": list(run.shard) if run.shard else None,
+        "merged_from": run.merged_from,
+        "report_format": REPORT_FORMAT,
         "conventions": run.conventions(),
         "seconds": round(run.seconds, 3),
         "methods": [method_json(m, curves) for m in run.methods],
@@ -151,6 +158,11 @@ def markdown_report(run: EvaluationRun) -> str:
                      f"GT: `{run.gt_dir}`.")
     else:
         lines.append(f"Maps scored against `{run.gt_dir}` ({run.gt_count} masks).")
+    if run.shard:
+        lines.append(f"Shard {run.shard[0]}/{run.shard[1]} only (`--shard`).")
+    if run.merged_from:
+        lines.append(f"Merged from {len(run.merged_from)} reports: "
+                     + ", ".join(f"`{p}`" for p in run.merged_from) + ".")
     lines += ["", markdown_table(run)]
     notes = []
     for m in run.methods:

@@ -341,3 +341,89 @@ def test_mode_and_report_folder_are_decided_in_the_core(tmp_path: Path) -> None:
     assert default_report_dir("model", "DUTS TE", str(weights)) == weights.parent / "eval-DUTS_TE"
     assert default_report_dir("model", "ECSSD", "basnet-lite") == Path("eval-ECSSD-basnet-lite")
     assert default_report_dir("maps", "ECSSD", "basnet-lite") == Path("eval-ECSSD")
+
+
+# ---------------------------------------------------------------------------------------------
+# --shard K/N and --merge
+
+
+def _shard_of(stem: str, n: int) -> int:
+    from basnet_cli.inputs import shard_index
+
+    return shard_index(stem, n)
+
+
+def test_sharded_reports_merge_to_the_numbers_of_one_run(maps_case: dict, tmp_path: Path) -> None:
+    runner = CliRunner()
+    preds = ["--pred", str(maps_case["a"]), "--pred", str(maps_case["b"]),
+             "--gt", str(maps_case["gt"])]
+    (maps_case["a"] / "img5.png").write_bytes(b"junk")  # one unreadable map, in some shard
+    whole = tmp_path / "whole"
+    res = runner.invoke(app, ["evaluate", *preds, "--report", str(whole), "-q"])
+    assert res.exit_code == 1, res.output  # the unreadable map
+    stems = [f"img{k}" for k in range(6)]
+    assert len({_shard_of(s, 2) for s in stems}) == 2  # both shards have images
+    folders = []
+    for k in range(2):
+        folder = tmp_path / f"r{k}"
+        res = runner.invoke(app, ["evaluate", *preds, "--shard", f"{k}/2", "--report",
+                                  str(folder), "-q"])
+        assert res.exit_code == (1 if _shard_of("img5", 2) == k else 0), res.output
+        shard = json.loads((folder / "metrics.json").read_text())
+        assert shard["shard"] == [k, 2]
+        assert shard["methods"][1]["images"] == sum(_shard_of(s, 2) == k for s in stems)
+        folders += ["--merge", str(folder)]
+    merged = tmp_path / "merged"
+    res = runner.invoke(app, ["evaluate", *folders, "--report", str(merged), "-q"])
+    assert res.exit_code == 1, res.output  # still the one unreadable map
+    one = json.loads((whole / "metrics.json").read_text())
+    got = json.loads((merged / "metrics.json").read_text())
+    assert got["merged_from"] == [str(tmp_path / "r0"), str(tmp_path / "r1")]
+    assert got["gt_files"] == one["gt_files"] == 6
+    for a, b in zip(one["methods"], got["methods"]):
+        assert a["name"] == b["name"] and a["images"] == b["images"]
+        for key in ("missing_files", "extra_files", "failed_files", "resized"):
+            assert a[key] == b[key], key
+        for key, value in a["metrics"].items():
+            assert b["metrics"][key] == pytest.approx(value, abs=1e-12), key
+        for key, curve in a["curves"].items():
+            np.testing.assert_allclose(b["curves"][key], curve, rtol=0, atol=1e-12)
+    rows = lambda folder: sorted((folder / "per_image.csv").read_text().splitlines()[1:])  # noqa: E731
+    assert rows(merged) == rows(whole)
+
+
+def test_merge_refuses_reports_that_do_not_belong_together(maps_case: dict,
+                                                           tmp_path: Path) -> None:
+    runner = CliRunner()
+    base = ["evaluate", "--pred", str(maps_case["b"]), "--gt", str(maps_case["gt"]), "-q"]
+    for args, name in ((["--shard", "0/2"], "s0"), (["--shard", "1/2"], "s1"),
+                       (["--shard", "0/3"], "t0"), ([], "whole"),
+                       (["--shard", "1/2", "--curve", "dataset"], "d1")):
+        assert runner.invoke(app, [*base, *args, "--report", str(tmp_path / name)]
+                             ).exit_code == 0
+    merge = lambda *names: runner.invoke(  # noqa: E731
+        app, ["evaluate", "-q", "--no-report",
+              *[a for n in names for a in ("--merge", str(tmp_path / n))]])
+    cases = {("s0", "s0"): "given twice", ("s0", "t0"): "split the set differently",
+             ("s0", "whole"): "not a --shard", ("s0", "d1"): "--curve",
+             ("s0", "nope"): "not a folder"}
+    for names, message in cases.items():
+        res = merge(*names)
+        assert res.exit_code == 2 and message in res.output, (names, res.output)
+    res = merge("s0")  # a shard missing: the numbers are partial, and the exit code says so
+    assert res.exit_code == 1 and "no report of shard 1 of 2" in res.output, res.output
+    assert merge("s1", "s0").exit_code == 0
+    res = runner.invoke(app, ["evaluate", "--merge", str(tmp_path / "s0"), "--pred",
+                              str(maps_case["b"])])
+    assert res.exit_code == 2
+
+
+def test_model_mode_shards_partition_the_pairs(dataset: Path) -> None:
+    runs = [evaluate_model(dataset, predictor=_fake_predictor, size=64, shard=(k, 2))
+            for k in range(2)]
+    whole = evaluate_model(dataset, predictor=_fake_predictor, size=64).methods[0]
+    names = [[row["name"] for row in run.methods[0].per_image] for run in runs]
+    assert sorted(names[0] + names[1]) == [row["name"] for row in whole.per_image]
+    assert all(_shard_of(n, 2) == k for k in range(2) for n in names[k])
+    assert sorted(runs[0].methods[0].extra + runs[1].methods[0].extra) == ["orphan"]
+    assert [run.shard for run in runs] == [(0, 2), (1, 2)]

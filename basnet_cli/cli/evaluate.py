@@ -36,14 +36,18 @@ Model mode: basnet evaluate --data DUTS-TE [--model basnet-lite] [--save-maps DI
 
 Maps mode:  basnet evaluate --pred maps/methodA --pred maps/methodB --gt DUTS-TE
 
+Sharded:    basnet evaluate --data DUTS-TE --shard 0/4 --report r0   (one per task, K = 0..3)
+            basnet evaluate --merge r0 --merge r1 --merge r2 --merge r3 --report all
+
 Maps pair with masks by relative file stem; maps of another size are resized to the GT size;
 masks without a map and maps without a mask are reported. Conventions are PySODMetrics'
 (beta^2 = 0.3, 256 thresholds, per-image curves averaged; --curve dataset for the classic
 dataset-level precision/recall). Reports (--report DIR): metrics.json, metrics.md,
 per_image.csv (worst images first), pr_curve.png and f_threshold.png.
 
-Exit codes: 0 success, 1 some files could not be read (or nothing could be evaluated),
-2 usage error (bad options, no pairs, unknown model).
+Exit codes: 0 success, 1 some files could not be read (or nothing could be evaluated, or
+--merge lacks some shard's report), 2 usage error (bad options, no pairs, unknown model,
+reports that do not belong together).
 """
 
 
@@ -111,8 +115,11 @@ def _print_summary(run: Any, report_paths: dict[str, Path] | None) -> None:
                           highlight=False)
     speed = "; ".join(f"{m.name} {m.maps_per_second:.1f} maps/s" for m in run.methods if m.count)
     curve = "per-image curves" if run.curve == "image" else "dataset-level P/R"
-    console.print(safe(f"F: beta^2 0.3, {curve}; {run.seconds:.1f}s ({speed})"),
-                  highlight=False)
+    if run.merged_from:
+        timing = f"merged from {len(run.merged_from)} reports ({run.seconds:.1f}s of scoring)"
+    else:
+        timing = f"{run.seconds:.1f}s ({speed})"
+    console.print(safe(f"F: beta^2 0.3, {curve}; {timing}"), highlight=False)
     if report_paths:
         folder = next(iter(report_paths.values())).parent
         names = ", ".join(p.name for p in report_paths.values())
@@ -170,14 +177,27 @@ def evaluate_command(
         help="Scoring processes for --pred maps (decode + metrics), threads with --model "
              "(default: the CPUs this process may use, up to 8).",
         show_default=False)] = None,
+    shard: Annotated[str | None, typer.Option(
+        "--shard", metavar="K/N", help="Score only shard K of N (K from 0 to N-1, by a stable "
+        "hash of each mask's relative name): N machines or array tasks each evaluate one, then "
+        "--merge joins their reports.", show_default=False)] = None,
+    merge: Annotated[list[str] | None, typer.Option(
+        "--merge", help="Join the report folders of --shard K/N runs (repeat once per shard) "
+                        "into one report, equal to a single run over all images.",
+        show_default=False)] = None,
     json_out: Annotated[bool, typer.Option(
         "--json", help="Print the numbers as JSON on stdout (no table).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    from basnet_cli.evaluate import evaluate_maps, evaluate_model
+    from basnet_cli.evaluate import evaluate_maps, evaluate_model, merge_reports
+    from basnet_cli.inputs import parse_shard
 
     try:
-        mode = evaluation_mode(pred=pred, gt=gt, data=data, images=images, masks=masks)
+        mode = evaluation_mode(pred=pred, gt=gt, data=data, images=images, masks=masks,
+                               merge=merge)
+        shard_kn = parse_shard(shard)
+        if mode == "merge" and shard_kn is not None:
+            raise UsageError("--shard selects what a run scores; --merge joins finished runs")
     except UsageError as exc:
         raise error_exit(exc) from None
 
@@ -189,14 +209,20 @@ def evaluate_command(
         line_console.print(f"[red]unreadable:[/] {safe(method)}: {safe(reason)}",
                            highlight=False, soft_wrap=True)
 
+    absent_shards: list[int] = []
     try:
-        if mode == "maps":
+        if mode == "merge":
+            merged = merge_reports(merge or [])
+            run, absent_shards = merged.run, merged.absent_shards
+        elif mode == "maps":
             run = evaluate_maps(pred or [], gt or "", names=name or None, curve=curve.value,
-                                workers=workers, progress=progress, on_error=on_error)
+                                workers=workers, progress=progress, on_error=on_error,
+                                shard=shard_kn)
         else:
             run = evaluate_model(data, images=images, masks=masks, model=model, size=size,
                                  batch_size=batch_size, save_maps=save_maps, curve=curve.value,
-                                 workers=workers, progress=progress, on_error=on_error)
+                                 workers=workers, progress=progress, on_error=on_error,
+                                 shard=shard_kn)
     except UsageError as exc:
         raise error_exit(exc) from None
     except KeyboardInterrupt as exc:
@@ -204,7 +230,14 @@ def evaluate_command(
 
     report_paths = None
     if not no_report and run.evaluated:
-        out_dir = Path(report) if report else default_report_dir(run.mode, run.dataset, model)
+        if report:
+            out_dir = Path(report)
+        elif mode == "merge":
+            out_dir = default_report_dir("maps", run.dataset, model)  # ./eval-<dataset>
+        else:
+            out_dir = default_report_dir(run.mode, run.dataset, model)
+            if shard_kn is not None:  # shards sharing a folder must not overwrite each other
+                out_dir = out_dir.with_name(f"{out_dir.name}-shard{shard_kn[0]}of{shard_kn[1]}")
         from basnet_cli.report import write_reports
 
         try:
@@ -222,6 +255,11 @@ def evaluate_command(
     else:
         _print_summary(run, report_paths)
 
+    if absent_shards:
+        total = len(absent_shards) + len(run.merged_from)
+        err_console.print(f"[yellow]incomplete:[/] no report of shard "
+                          f"{', '.join(map(str, absent_shards))} of {total}: the numbers cover "
+                          "only the shards given", highlight=False)
     if not run.evaluated:
         raise fail("nothing could be evaluated: every map or mask failed to load", EXIT_FAILURES)
-    raise typer.Exit(EXIT_FAILURES if run.failures else EXIT_OK)
+    raise typer.Exit(EXIT_FAILURES if run.failures or absent_shards else EXIT_OK)

@@ -7,7 +7,8 @@ them, so both modes give the same numbers on the same maps).
 
 Modules: :mod:`.options` (usage error, ``--curve``, mode selection, default report folder; no
 NumPy), :mod:`.results` (:class:`EvaluationRun`, :class:`MethodResult`, conventions),
-:mod:`.files` (listing, decoding, fitting maps), :mod:`.maps`, :mod:`.model` and
+:mod:`.files` (listing, decoding, fitting maps, ``--shard``), :mod:`.maps`, :mod:`.model`,
+:mod:`.merge` (:func:`merge_reports`: the reports of ``--shard K/N`` runs joined) and
 :mod:`.speed` (metrics vs PySODMetrics, for ``make bench``).
 """
 
@@ -26,10 +27,12 @@ _EXPORTS = {
     "files": ("dataset_name", "fit_to", "list_files", "read_gray", "resolve_gt_dir"),
     "maps": ("evaluate_maps",),
     "model": ("evaluate_model",),
+    "merge": ("MergedRun", "merge_reports"),
     "speed": ("benchmark",),
 }
 __all__ = [
-    "CURVES", "Curve", "EvaluateUsageError", "EvaluationRun", "MethodResult", "Progress",
+    "CURVES", "Curve", "EvaluateUsageError", "EvaluationRun", "MergedRun", "MethodResult",
+    "Progress", "merge_reports",
     "benchmark", "check_curve", "conventions", "dataset_name", "default_report_dir",
     "evaluate_maps", "evaluate_model", "evaluation_mode", "fit_to", "list_files", "read_gray",
     "resolve_gt_dir",
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
         resolve_gt_dir,
     )
     from basnet_cli.evaluate.maps import evaluate_maps
+    from basnet_cli.evaluate.merge import MergedRun, merge_reports
     from basnet_cli.evaluate.model import evaluate_model
     from basnet_cli.evaluate.options import (
         CURVES,

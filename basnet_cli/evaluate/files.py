@@ -30,6 +30,16 @@ def list_files(folder: Path, exts: tuple[str, ...] = MAP_EXTS) -> dict[str, Path
     return out
 
 
+def in_shard(files: dict[str, Path], shard: tuple[int, int] | None) -> dict[str, Path]:
+    """The entries of ``files`` (relative stem -> path) in shard ``(K, N)``; all when None."""
+    if shard is None:
+        return files
+    from basnet_cli.inputs import shard_index
+
+    k, n = shard
+    return {stem: path for stem, path in files.items() if shard_index(stem, n) == k}
+
+
 def resolve_gt_dir(gt: str | Path) -> tuple[Path, str]:
     """``--gt``: a folder of masks, or a dataset root (DUTS or plain layout) -> its mask folder.
 

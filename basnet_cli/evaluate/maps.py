@@ -23,6 +23,7 @@ from basnet_cli.evaluate.files import (
     default_workers,
     error_text,
     fit_to,
+    in_shard,
     list_files,
     ordered,
     read_gray,
@@ -138,8 +139,13 @@ def _scorer(workers: int, images: int, gt_files: dict[str, Path],
 def evaluate_maps(pred_dirs: Sequence[str | Path], gt: str | Path, *,
                   names: Sequence[str] | None = None, curve: str = "image",
                   workers: int | None = None, progress: Progress | None = None,
-                  on_error: Callable[[str, str, str], None] | None = None) -> EvaluationRun:
+                  on_error: Callable[[str, str, str], None] | None = None,
+                  shard: tuple[int, int] | None = None) -> EvaluationRun:
     """Score each folder of ``pred_dirs`` against the masks in ``gt`` (see the module doc).
+
+    ``shard=(K, N)``: only the stems of shard K of N (:func:`~basnet_cli.inputs.shard_index` of
+    the relative stem), masks and maps alike; :func:`~basnet_cli.evaluate.merge_reports` joins
+    the reports of all N.
 
     ``on_error(method, stem, reason)`` is called for each map or mask that cannot be decoded;
     such images are left out of that method's numbers and listed in ``failed``.
@@ -150,15 +156,16 @@ def evaluate_maps(pred_dirs: Sequence[str | Path], gt: str | Path, *,
         raise EvaluateUsageError("give at least one --pred folder")
     t0 = time.perf_counter()
     gt_dir, dataset = resolve_gt_dir(gt)
-    gt_files = list_files(gt_dir)
+    gt_files = in_shard(list_files(gt_dir), shard)
     if not gt_files:
-        raise EvaluateUsageError(f"--gt {gt}: no mask files in {gt_dir}")
+        where = f" of shard {shard[0]}/{shard[1]}" if shard else ""
+        raise EvaluateUsageError(f"--gt {gt}: no mask files{where} in {gt_dir}")
     dirs = [Path(p) for p in pred_dirs]
     for d in dirs:
         if not d.is_dir():
             raise EvaluateUsageError(f"--pred {d}: not a folder")
     method_names = _unique_names(dirs, names)
-    pred_files = [list_files(d) for d in dirs]
+    pred_files = [in_shard(list_files(d), shard) for d in dirs]
     results = []
     for name, d, files in zip(method_names, dirs, pred_files):
         results.append(MethodResult(
@@ -201,5 +208,5 @@ def evaluate_maps(pred_dirs: Sequence[str | Path], gt: str | Path, *,
     for res, suite in zip(results, suites):
         res.finish(suite, elapsed)
     return EvaluationRun(mode="maps", dataset=dataset, gt_dir=str(gt_dir), curve=curve,
-                         methods=results, gt_count=len(gt_files),
+                         methods=results, gt_count=len(gt_files), shard=shard,
                          seconds=time.perf_counter() - t0)

@@ -78,16 +78,19 @@ def evaluate_model(data: str | Path | None = None, *, images: str | Path | None 
                    curve: str = "image", workers: int | None = None,
                    progress: Progress | None = None,
                    on_error: Callable[[str, str, str], None] | None = None,
-                   precision: str = "float32", device: str = "auto") -> EvaluationRun:
+                   precision: str = "float32", device: str = "auto",
+                   shard: tuple[int, int] | None = None) -> EvaluationRun:
     """Run a model over a labelled dataset and score its maps (see the module doc).
 
     ``predictor`` (any callable: float32 RGB 0..255 batch -> probabilities) overrides
     ``model``; otherwise ``model`` is loaded by the inference core at ``precision`` (float32 by
-    default: the reference numbers) on ``device``.
+    default: the reference numbers) on ``device``. ``shard=(K, N)``: only the pairs of shard K
+    of N (by the mask's relative stem, as maps mode), for :func:`merge_reports`.
     """
     from basnet_cli.data import DatasetError, find_pairs
     from basnet_cli.images import load_pair_for_model
     from basnet_cli.inference import predict_batches
+    from basnet_cli.inputs import shard_index
     from basnet_cli.model.config import DEFAULT_SIZE
 
     check_curve(curve)
@@ -100,8 +103,21 @@ def evaluate_model(data: str | Path | None = None, *, images: str | Path | None 
         scan = find_pairs(data, images=images, masks=masks)
     except DatasetError as exc:
         raise EvaluateUsageError(str(exc)) from None
-    if not scan.pairs:
-        raise EvaluateUsageError(f"no image/mask pairs in {data or images}")
+    mask_root = scan.mask_dir
+
+    def rel_stem(path: Path, root: Path) -> str:
+        return path.relative_to(root).with_suffix("").as_posix()
+
+    def keep(stem: str) -> bool:  # --shard K/N picks by relative stem, as maps mode
+        return shard is None or shard_index(stem, shard[1]) == shard[0]
+
+    pairs = [(image, m) for image, m in scan.pairs if keep(rel_stem(m, mask_root))]
+    stems = [rel_stem(m, mask_root) for _, m in pairs]
+    missing = [s for s in (rel_stem(p, scan.image_dir) for p in scan.unmatched_images) if keep(s)]
+    extra = [s for s in (rel_stem(p, mask_root) for p in scan.unmatched_masks) if keep(s)]
+    if not pairs:
+        raise EvaluateUsageError(f"no image/mask pairs in shard {shard[0]}/{shard[1]}"
+                                 if shard else f"no image/mask pairs in {data or images}")
     root = Path(data) if data is not None else Path(masks or ".")
     dataset = dataset_name(root)
     if predictor is None:
@@ -110,16 +126,9 @@ def evaluate_model(data: str | Path | None = None, *, images: str | Path | None 
         description = model_description or getattr(predictor, "description", "custom predictor")
         size = size or DEFAULT_SIZE
     out_dir = Path(save_maps) if save_maps is not None else None
-    mask_root = scan.mask_dir
-
-    res = MethodResult(name=_model_name(model), source=description,
-                       missing=[p.relative_to(scan.image_dir).with_suffix("").as_posix()
-                                for p in scan.unmatched_images],
-                       extra=[p.relative_to(mask_root).with_suffix("").as_posix()
-                              for p in scan.unmatched_masks])
+    res = MethodResult(name=_model_name(model), source=description, missing=missing,
+                       extra=extra)
     suite = M.MetricSuite(curve=curve)
-    pairs = scan.pairs
-    stems = [m.relative_to(mask_root).with_suffix("").as_posix() for _, m in pairs]
     n = max(1, workers or default_workers())
 
     def decode(i: int) -> tuple[int, np.ndarray | None, np.ndarray | None, str]:
@@ -181,5 +190,5 @@ def evaluate_model(data: str | Path | None = None, *, images: str | Path | None 
     res.per_image.sort(key=lambda row: row["name"])
     return EvaluationRun(mode="model", dataset=dataset, gt_dir=str(mask_root), curve=curve,
                          methods=[res], model=description, size=size,
-                         gt_count=len(pairs) + len(scan.unmatched_masks),
+                         gt_count=len(pairs) + len(extra), shard=shard,
                          seconds=time.perf_counter() - t0)

@@ -41,11 +41,18 @@ def check_curve(curve: str) -> None:
 
 
 def evaluation_mode(*, pred: Sequence[str] | None, gt: str | None, data: str | None,
-                    images: str | None, masks: str | None) -> str:
-    """``"maps"`` (``--pred``/``--gt``) or ``"model"`` (``--data``/``--images``/``--masks``);
-    raises :class:`EvaluateUsageError` when the options mix both or give neither."""
+                    images: str | None, masks: str | None,
+                    merge: Sequence[str] | None = None) -> str:
+    """``"maps"`` (``--pred``/``--gt``), ``"model"`` (``--data``/``--images``/``--masks``) or
+    ``"merge"`` (``--merge``); raises :class:`EvaluateUsageError` when the options mix modes or
+    give none."""
     maps_mode = bool(pred) or gt is not None
     model_mode = data is not None or images is not None or masks is not None
+    if merge and (maps_mode or model_mode):
+        raise EvaluateUsageError("--merge joins existing reports: give it without --pred/--gt "
+                                 "or --data/--images/--masks")
+    if merge:
+        return "merge"
     if maps_mode and model_mode:
         raise EvaluateUsageError("use either --pred/--gt (maps mode) or --data/--images/--masks "
                                  "(model mode), not both")

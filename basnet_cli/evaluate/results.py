@@ -10,6 +10,10 @@ import numpy as np
 
 from basnet_cli import metrics as M
 
+# metrics.json's format; 2: full-precision curves, every file name, shard and merged_from (what
+# merge_reports needs)
+REPORT_FORMAT = 2
+
 
 @dataclass
 class MethodResult:
@@ -55,6 +59,8 @@ class EvaluationRun:
     size: int | None = None
     gt_count: int = 0
     seconds: float = 0.0
+    shard: tuple[int, int] | None = None  # (K, N): only shard K of N was scored
+    merged_from: list[str] = field(default_factory=list)  # report folders merged into this
 
     @property
     def evaluated(self) -> int:

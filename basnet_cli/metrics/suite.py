@@ -55,6 +55,27 @@ class MetricSuite:
             metric.add(values)
         return scalars(values)
 
+    def add_results(self, result: dict[str, Any]) -> None:
+        """Add the sums behind another suite's :meth:`get_results` (``count``, ``metrics``,
+        full-precision ``curves``; e.g. one shard's report), so that :meth:`get_results`
+        covers the images of both, as if one suite had seen them all (to rounding)."""
+        n = int(result["count"])
+        if n <= 0:
+            return
+        values, curves = result["metrics"], result["curves"]
+        for metric in (self.mae, self.sm, self.wfm, self.relax):
+            metric.total += float(values[metric.key]) * n
+            metric.count += n
+        self.fm.p_total += np.asarray(curves["precision"], np.float64) * n
+        self.fm.r_total += np.asarray(curves["recall"], np.float64) * n
+        # the per-image F sums (a dataset-level F is recomputed from P and R instead)
+        self.fm.f_total += np.asarray(curves["f"], np.float64) * n
+        self.fm.adaptive_total += float(values["adaptive_f"]) * n
+        self.fm.count += n
+        self.em.curve_total += np.asarray(curves["e"], np.float64) * n
+        self.em.adaptive_total += float(values["adaptive_e"]) * n
+        self.em.count += n
+
     def update(self, sample: Sample) -> dict[str, float]:
         return self.add(self.compute(sample))
 
