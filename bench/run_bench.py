@@ -5,7 +5,9 @@ Writes ``results.json`` and ``results.md`` (default: this folder).  Sections:
 
 - **inference**: images/s of the model alone at each ``--sizes`` for the paper preset against
   the same network built the keras-io / keras-cv way (``basnet-kerasio``: 512-wide decoder), in
-  float32 and bfloat16, the lite preset, and the exported int8 TFLite model; all in one
+  float32 and bfloat16, keras-hub's own ``BASNetBackbone`` (ResNet-34, built from its config;
+  ``--hub-precisions``, skipped when keras-hub is not installed: ``make install-peers``), the
+  lite preset, and the exported int8 TFLite model; all in one
   process, alternated A/B/A/B so that drifts of the machine touch every contender alike;
 - **train**: images/s of training steps per preset and precision (alternated the same way);
 - **pipeline**: decode and encode/write images/s of ``basnet predict`` alone (no model);
@@ -57,6 +59,7 @@ MOBILE = "basnet-mobile"
 ROLES = {"paper": PAPER, "peer": PEER, "lite": LITE, "mobile": MOBILE}
 ROLE_TEXT = {"paper": "paper preset", "peer": "keras-io/keras-cv design", "lite": "lite preset",
              "mobile": "mobile preset, the default",
+             "keras-hub": "keras-hub BASNetBackbone (ResNet-34)",
              "tflite": "paper preset, TFLite"}
 SECTIONS = ("inference", "train", "pipeline", "predict", "metrics", "export")
 DEFAULT_ECSSD = REPO.parent / "shared" / "data" / "ECSSD"
@@ -69,7 +72,8 @@ EXPORT_FORMATS = ["keras", "savedmodel", "tflite:none", "tflite:float16", "tflit
 _FULL: dict[str, Any] = {
     "sizes": [288, 320], "batch_size": 2, "warmup": 1, "steps": 1, "repeats": 2,
     "min_seconds": 10.0, "precisions": ["float32", "bfloat16"],
-    "peer_precisions": ["float32"], "tflite": ["int8-dynamic", "int8"],
+    "peer_precisions": ["float32"], "hub_precisions": ["float32", "bfloat16"],
+    "tflite": ["int8-dynamic", "int8"],
     "train_roles": ["paper", "lite", "mobile"], "train_size": 224, "train_batch": 4,
     "predict_size": 320, "predict_batch": 8, "predict_precisions": ["float32", "bfloat16"],
     "lite_images": 1000, "paper_images": 50, "bf16_images": 20, "peer_images": 8,
@@ -83,6 +87,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "full": _FULL,
     "quick": {
         **_FULL, "sizes": [288], "batch_size": 1, "min_seconds": 3.0, "tflite": ["int8-dynamic"],
+        "hub_precisions": ["float32"],
         "train_batch": 2, "predict_precisions": ["float32"], "lite_images": 100,
         "paper_images": 8, "bf16_images": 4, "peer_images": 2, "rss_images": 20,
         "pipeline_images": 200, "metrics_pairs": 200, "export_images": 50,
@@ -91,6 +96,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "smoke": {
         **_FULL, "sizes": [64], "repeats": 1, "min_seconds": 0.0, "precisions": ["float32"],
+        "hub_precisions": [],
         "tflite": [], "train_roles": ["paper"], "train_size": 64, "train_batch": 2,
         "predict_size": 64, "predict_batch": 2, "predict_precisions": ["float32"],
         "lite_images": 4, "paper_images": 4, "bf16_images": 2, "peer_images": 2,
@@ -99,7 +105,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "export_check_images": 2, "export_timing": 2, "tiny": True,
     },
 }
-LIST_KEYS = {"sizes": int, "precisions": str, "peer_precisions": str, "tflite": str,
+LIST_KEYS = {"sizes": int, "precisions": str, "peer_precisions": str, "hub_precisions": str,
+             "tflite": str,
              "train_roles": str, "predict_precisions": str, "export_formats": str}
 
 
@@ -296,10 +303,16 @@ def section_inference(report: Report, args: argparse.Namespace, dev: dict[str, A
     variants += [("lite", p) for p in args.precisions]
     for role, precision in variants:
         get_model(models, preset_for(role, args), precision, dev)
+    hub = [(p, keras_hub_model(p)) for p in args.hub_precisions]
+    for p, bm in hub:
+        if isinstance(bm, str):
+            for size in args.sizes:
+                report.skip(f"inference/keras-hub/{p}/{size}", bm)
     for size in args.sizes:
         contenders: list[tuple[str, str, B.BenchModel]] = [
             (role, precision, models[(preset_for(role, args), precision)])
             for role, precision in variants]
+        contenders += [("keras-hub", p, bm) for p, bm in hub if not isinstance(bm, str)]
         contenders += _tflite_models(report, args, weights_dir, tmp, size)
         log(f"inference at {size}px, batch {args.batch_size}: warm-up")
         for _, _, bm in contenders:
@@ -313,7 +326,10 @@ def section_inference(report: Report, args: argparse.Namespace, dev: dict[str, A
             for _, _, bm in contenders]
         values = B.alternate(runs, args.repeats)
         for (role, precision, bm), vals in zip(contenders, values):
-            if role.startswith("tflite"):
+            if role == "keras-hub":
+                command = (f"python bench/run_bench.py --sections inference --sizes {size} "
+                           f"--hub-precisions {precision}")
+            elif role.startswith("tflite"):
                 name = Path(bm.spec).name
                 command = (f"basnet export --model <weights> --format tflite --quantize "
                            f"{precision} --size {size} --out {name} && basnet benchmark --model "
@@ -330,6 +346,34 @@ def section_inference(report: Report, args: argparse.Namespace, dev: dict[str, A
         for role, _, bm in contenders:
             if role.startswith("tflite"):
                 B.release(bm)
+
+
+def keras_hub_model(precision: str) -> B.BenchModel | str:
+    """keras-hub's ``BASNetBackbone`` with a ResNet-34 encoder, as its ``basnet_duts`` preset
+    is built (random init from the config: no download), returning the sigmoid of its refined
+    output; or why it cannot be built."""
+    try:
+        import keras_hub
+    except ImportError:
+        return "keras-hub is not installed (make install-peers)"
+    from basnet_cli.inference import keras_predictor
+    from basnet_cli.runtime import import_keras, policy_restored
+
+    keras = import_keras()
+    with policy_restored():
+        keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+        encoder = keras_hub.models.ResNetBackbone(
+            input_conv_filters=[64], input_conv_kernel_sizes=[7],
+            stackwise_num_filters=[64, 128, 256, 512], stackwise_num_blocks=[3, 4, 6, 3],
+            stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block")
+        backbone = keras_hub.models.BASNetBackbone(image_encoder=encoder, num_classes=1)
+        refined = keras.layers.Activation("sigmoid", dtype="float32")(
+            backbone.output["refine_out"])
+        model = keras.Model(backbone.input, refined)
+    name = f"keras-hub {keras_hub.__version__} BASNetBackbone (ResNet-34)"
+    # parameters of the whole network (all 8 outputs), as the presets' rows count them
+    return B.BenchModel("keras-hub", name, precision, "random init", int(backbone.count_params()),
+                        keras_predictor(model, description=f"{name} [{precision}]"), None)
 
 
 def section_train(report: Report, args: argparse.Namespace, dev: dict[str, Any],
@@ -551,8 +595,8 @@ def section_metrics(report: Report, args: argparse.Namespace) -> None:
             ("metrics/ours-all", "basnet-cli, all metrics (+ relaxed boundary F)",
              "ours_all_metrics_maps_per_s"),
             ("metrics/ours-pipeline",
-             f"basnet evaluate maps mode from files ({res.get('pipeline_workers')} threads, "
-             f"decode included)", "ours_pipeline_maps_per_s"))
+             f"basnet evaluate maps mode from files ({res.get('pipeline_workers')} processes, "
+             f"all metrics, decode included)", "ours_pipeline_maps_per_s"))
     for row_id, what, key in rows:
         value = res.get(key)
         if value is None:
@@ -757,6 +801,13 @@ def headline(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[
             which = max((p for p in rates if rates[p]), key=lambda p: rates[p] or 0)
             ratio(f"inference {size}px: paper preset, best precision ({which}) / keras-io "
                   f"design float32", best, peer, ">= 8x", lambda v: v >= 8)
+        for p in args.hub_precisions:
+            hub = _rate(find(f"inference/keras-hub/{p}/{size}"))
+            ratio(f"inference {size}px: paper preset {p} / keras-hub BASNetBackbone {p}",
+                  rates.get(p), hub)
+            if best and p == "float32":
+                ratio(f"inference {size}px: paper preset, best precision / keras-hub "
+                      f"BASNetBackbone float32", best, hub, ">= 10x", lambda v: v >= 10)
         for p in args.precisions:
             ratio(f"inference {size}px: lite preset {p} / keras-io design float32",
                   _rate(find(f"inference/lite/{p}/{size}")), peer)
@@ -798,6 +849,10 @@ def headline(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[
                           _rate(_first(rows, f"predict/{role}/float32/")))
     ratio("metrics: basnet-cli / PySODMetrics (same 5 metrics, maps/s)",
           _rate(find("metrics/ours"), "maps_per_s"),
+          _rate(find("metrics/pysodmetrics"), "maps_per_s"))
+    ratio("metrics: basnet evaluate from files, all metrics, every core / PySODMetrics' 5 "
+          "metrics on decoded arrays (maps/s, i.e. wall time)",
+          _rate(find("metrics/ours-pipeline"), "maps_per_s"),
           _rate(find("metrics/pysodmetrics"), "maps_per_s"), ">= 5x", lambda v: v >= 5)
     for row in rows:
         if row["id"].startswith("predict-rss/") and row.get("rss_baseline"):
@@ -976,7 +1031,10 @@ def _export_text(r: dict[str, Any]) -> str:
 
 
 def _model_text(r: dict[str, Any]) -> str:
-    role = ROLE_TEXT.get(r.get("role", "").split("-")[0], "")
+    key = r.get("role", "")
+    role = ROLE_TEXT.get(key) or ROLE_TEXT.get(key.split("-")[0], "")
+    if key == "keras-hub":  # its model name already says what it is
+        return r["model"]
     return f"{r['model']} ({role})" if role and role not in r["model"] else r["model"]
 
 

@@ -278,3 +278,26 @@ def test_cpu_busy_fraction_sees_spinning_processes() -> None:
             proc.wait()
     # One spinner per core: the CPUs are (nearly) all busy, whatever the 1-minute load says.
     assert busy is not None and busy >= 0.6, busy
+
+
+def test_keras_hub_peer_is_skipped_with_a_reason_when_absent(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    run_bench = _run_bench_module()
+    monkeypatch.setitem(sys.modules, "keras_hub", None)  # import keras_hub -> ImportError
+    assert run_bench.keras_hub_model("float32") == (
+        "keras-hub is not installed (make install-peers)")
+
+
+@pytest.mark.slow
+def test_keras_hub_peer_is_its_resnet34_basnet() -> None:
+    """The peer row's model: keras-hub's BASNetBackbone with the ResNet-34 encoder of its
+    basnet_duts preset (whose metadata lists 108,886,792 parameters; built from the config
+    here it has 108,896,456)."""
+    pytest.importorskip("keras_hub", reason="keras-hub not installed (make install-peers)")
+    import numpy as np
+
+    run_bench = _run_bench_module()
+    bm = run_bench.keras_hub_model("float32")
+    assert bm.params == 108_896_456
+    out = bm.predictor(np.zeros((1, 64, 64, 3), np.float32))
+    assert out.shape[:3] == (1, 64, 64) and 0 <= out.min() <= out.max() <= 1

@@ -25,7 +25,7 @@ def benchmark(gt: str | Path, pred: str | Path | None = None, *, limit: int = 10
     normalises its input, as its API does), ours on the same five metrics (``ours_maps_per_s``:
     one :func:`~basnet_cli.metrics.prepare` per pair, then the five) and ours with the relaxed
     boundary F too; plus our whole maps-mode pipeline from files (decode included, ``workers``
-    threads, all metrics).
+    processes, all metrics).
 
     Fairness on a busy machine: BLAS/OpenMP pools are limited to one thread while timing (when
     ``threadpoolctl`` is importable), and the pairs are split into ``rounds`` chunks timed in
