@@ -28,6 +28,7 @@ import numpy as np
 from basnet_cli import images as imgs
 from basnet_cli.inference import (
     DEVICES,
+    RUNTIMES,
     InferenceUsageError,
     Predictor,
     check_model_spec,
@@ -64,6 +65,7 @@ class PredictOptions:
     max_pixels: int = imgs.DEFAULT_MAX_PIXELS
     precision: str = "auto"
     device: str = "auto"
+    runtime: str = "auto"
     workers: int | None = None
     verbose: bool = False
 
@@ -88,6 +90,8 @@ class PredictOptions:
             raise PredictUsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.device not in DEVICES:
             raise PredictUsageError(f"--device must be one of {', '.join(DEVICES)}")
+        if self.runtime not in RUNTIMES:
+            raise PredictUsageError(f"--runtime must be one of {', '.join(RUNTIMES)}")
         if self.workers is not None and self.workers < 1:
             raise PredictUsageError("--workers must be >= 1")
         if self.shard is not None:
@@ -111,6 +115,7 @@ class PredictSummary:
     model: str = ""
     precision: str = ""
     device: str = ""
+    runtime: str = ""  # what ran the model and why (RuntimeChoice.text())
     size: int = 0
     kinds: list[str] = field(default_factory=list)
     out: str = ""
@@ -142,6 +147,7 @@ class PredictSummary:
             "model": self.model,
             "precision": self.precision,
             "device": self.device,
+            "runtime": self.runtime,
             "size": self.size,
             "kinds": list(self.kinds),
             "out": self.out,
@@ -216,9 +222,15 @@ def run(opts: PredictOptions, *, predictor: Predictor | None = None,
     def get_predictor() -> Predictor:
         if not model:
             t0 = time.perf_counter()
+            from basnet_cli.inference.runtimes import MEASURE_MIN_IMAGES
+
+            choice: list[Any] = []
             loaded, summary.precision, summary.device = load_predictor(
                 opts.model, precision=opts.precision, device=opts.device, verbose=opts.verbose,
-                preset=opts.preset)
+                preset=opts.preset, runtime=opts.runtime, size=opts.size,
+                batch_size=opts.batch_size, measure=len(todo) >= MEASURE_MIN_IMAGES,
+                choice=choice)
+            summary.runtime = choice[0].text() if choice else ""
             # Trace once outside the timed stream (a first call costs seconds, not images).
             loaded(np.zeros((1, opts.size, opts.size, 3), np.float32))
             summary.model = loaded.description

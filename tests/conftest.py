@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# predict --runtime auto's measurements go to a cache of the test run, never the user's
+os.environ["BASNET_CACHE_DIR"] = tempfile.mkdtemp(prefix="basnet-test-cache-")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

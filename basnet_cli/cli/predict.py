@@ -10,7 +10,7 @@ import typer
 from basnet_cli.cli.app import app, console, err_console, error_exit, interrupted, safe
 from basnet_cli.cli.choices import metavar, one_of
 from basnet_cli.errors import UsageError
-from basnet_cli.inference import Device, Precision
+from basnet_cli.inference import Device, Precision, Runtime
 from basnet_cli.model.config import DEFAULT_PRESET, PUBLIC_PRESETS, size_help
 
 _PRESETS = ", ".join(PUBLIC_PRESETS)
@@ -138,6 +138,13 @@ def predict_command(
         "--precision", parser=one_of(Precision, "--precision"), metavar=metavar(Precision),
         help="auto, float32, bfloat16 or float16. auto: bfloat16 on CPUs with "
         "AMX/AVX512-BF16, mixed float16 on GPUs, float32 otherwise.")] = Precision.auto,
+    runtime: Annotated[Runtime, typer.Option(
+        "--runtime", parser=one_of(Runtime, "--runtime"), metavar=metavar(Runtime),
+        help="What runs a Keras model on the CPU: keras (at --precision), onnx (ONNX Runtime "
+             "on the model's ONNX translation, float32; needs onnxruntime) or auto: the faster "
+             "of the two on this machine, measured once per model, --size and --batch-size "
+             "(runs of 64+ images; cached in ~/.cache/basnet-cli) and printed in the summary. "
+             "Exported models always use their own runtime.")] = Runtime.auto,
     device: Annotated[Device, typer.Option(
         "--device", parser=one_of(Device, "--device"), metavar=metavar(Device),
         help="auto (a GPU when TensorFlow sees one; several GPUs are used together), cpu or "
@@ -164,7 +171,7 @@ def predict_command(
             size=size, batch_size=batch_size, threshold=threshold, normalize=normalize,
             recursive=recursive, overwrite=overwrite, allow_inside_input=allow_inside_input,
             shard=parse_shard(shard), max_pixels=max_pixels, precision=precision.value,
-            device=device.value, workers=workers, verbose=verbose,
+            device=device.value, runtime=runtime.value, workers=workers, verbose=verbose,
         )
         show_progress = not quiet and err_console.is_terminal
         progress = _RichProgress() if show_progress else None
@@ -192,4 +199,7 @@ def predict_command(
                if summary.shard else ""),
             highlight=False,
         )
+        if summary.runtime:
+            console.print(safe(f"model: {summary.model}; runtime: {summary.runtime}"),
+                          highlight=False, style="dim")
     raise typer.Exit(summary.exit_code)

@@ -26,7 +26,8 @@ format and quantisation.
 Modules: :mod:`.formats` (formats, quantisations, tolerances, errors), :mod:`.run` (options,
 output naming, :func:`run_export`), :mod:`.check` (the self-check), :mod:`.images` (check and
 calibration images) and one writer per format: :mod:`.keras_savedmodel`, :mod:`.tflite`,
-:mod:`.onnx_translator` (:func:`keras_to_onnx`, a direct layer-by-layer translation, no tf2onnx)
+:mod:`.onnx_translator` (:func:`keras_to_onnx`: :mod:`basnet_cli.model.onnx`'s layer-by-layer
+translation, no tf2onnx; int8 QDQ)
 and :mod:`.tfjs` (:func:`write_tfjs_graph_model` and the Node.js runner of its check).
 """
 

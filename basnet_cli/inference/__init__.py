@@ -6,6 +6,7 @@ A predictor maps a float32 RGB 0..255 NHWC batch to ``(B, H, W, 1)`` float32 pro
 Modules: :mod:`.device` (:class:`InferenceUsageError`, the ``--precision`` / ``--device``
 choices, TensorFlow's device set-up, the concrete precision for a device), :mod:`.exported`
 (the runtimes of exported models: TFLite/LiteRT, ONNX Runtime, SavedModel) and
+:mod:`.runtimes` (``--runtime``: Keras or ONNX Runtime, the faster measured and cached) and
 :mod:`.predictors` (the :class:`Predictor` protocol, :class:`KerasPredictor`,
 :func:`load_predictor` for any ``--model``, :func:`predict_batches`).  Nothing here imports
 TensorFlow at module import time.
@@ -20,17 +21,20 @@ from basnet_cli.lazy import lazy_exports
 # The public names and the module of each; imported on first use, so that the command line
 # (which needs only the option enums of .device) starts without NumPy.
 _EXPORTS = {
-    "device": ("DEVICES", "Device", "InferenceUsageError", "Precision", "available_cpus",
+    "device": ("DEVICES", "RUNTIMES", "Device", "InferenceUsageError", "Precision", "Runtime",
+               "available_cpus",
                "concrete_precision", "configure_device", "import_tf_quiet",
                "quiet_native_output"),
     "exported": ("INSTALL_HINT", "BackendError", "OnnxPredictor", "SavedModelPredictor",
                  "TFLitePredictor", "exported_kind", "open_exported", "tflite_interpreter_class"),
+    "runtimes": ("RuntimeChoice",),
     "predictors": ("CompiledPredictor", "ExportedPredictor", "KerasPredictor", "Predictor",
                    "check_model_spec", "fixed_input_size", "keras_predictor", "load_exported",
                    "load_predictor", "predict_batches", "probabilities"),
 }
 __all__ = [
-    "DEVICES", "INSTALL_HINT", "BackendError", "CompiledPredictor", "Device",
+    "DEVICES", "INSTALL_HINT", "RUNTIMES", "BackendError", "CompiledPredictor", "Device",
+    "Runtime", "RuntimeChoice",
     "ExportedPredictor", "InferenceUsageError", "KerasPredictor", "OnnxPredictor", "Precision",
     "Predictor", "SavedModelPredictor", "TFLitePredictor", "available_cpus", "check_model_spec",
     "concrete_precision", "configure_device", "exported_kind", "fixed_input_size",
@@ -41,9 +45,11 @@ __all__ = [
 if TYPE_CHECKING:
     from basnet_cli.inference.device import (
         DEVICES,
+        RUNTIMES,
         Device,
         InferenceUsageError,
         Precision,
+        Runtime,
         available_cpus,
         concrete_precision,
         configure_device,
@@ -73,6 +79,7 @@ if TYPE_CHECKING:
         predict_batches,
         probabilities,
     )
+    from basnet_cli.inference.runtimes import RuntimeChoice
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

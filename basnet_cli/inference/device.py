@@ -42,6 +42,18 @@ class Device(str, Enum):
 DEVICES = tuple(d.value for d in Device)
 
 
+class Runtime(str, Enum):
+    """``--runtime`` of a Keras model on the CPU: auto (the faster of the two, measured once
+    and cached: :mod:`basnet_cli.inference.runtimes`), keras or onnx (ONNX Runtime)."""
+
+    auto = "auto"
+    keras = "keras"
+    onnx = "onnx"
+
+
+RUNTIMES = tuple(r.value for r in Runtime)
+
+
 def available_cpus() -> int:
     """CPUs this process may run on (the affinity mask: what a container really gets)."""
     try:

@@ -9,7 +9,7 @@ by its own runtime, :mod:`basnet_cli.inference.exported`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from basnet_cli.inference.device import (
     import_tf_quiet,
 )
 from basnet_cli.inference.exported import BackendError, exported_kind, open_exported
+
+if TYPE_CHECKING:
+    from basnet_cli.inference.runtimes import RuntimeChoice
 
 K = TypeVar("K")
 
@@ -164,19 +167,32 @@ def check_model_spec(spec: str, preset: str | None = None) -> None:
 
 
 def load_predictor(spec: str, *, precision: str = "auto", device: str = "auto",
-                   verbose: bool = False, preset: str | None = None
-                   ) -> tuple[Predictor, str, str]:
+                   verbose: bool = False, preset: str | None = None, runtime: str = "keras",
+                   size: int | None = None, batch_size: int = 8, measure: bool = False,
+                   choice: list[RuntimeChoice] | None = None) -> tuple[Predictor, str, str]:
     """Build the predictor for ``--model spec``.  Returns ``(predictor, precision, device)``:
-    the concrete precision (``"exported"`` for exported models) and the device description.
+    the concrete precision (``"exported"`` for exported models, ``"float32"`` on ONNX Runtime)
+    and the device description.
+
+    ``runtime`` (Keras models on the CPU): ``keras``, ``onnx`` (ONNX Runtime on the model's
+    ONNX translation, float32) or ``auto`` (see :mod:`.runtimes`: a cached measurement, else
+    one at ``size`` x ``batch_size`` when ``measure``, else Keras).  The choice made is
+    appended to ``choice`` when given.
 
     Raises :class:`InferenceUsageError` for anything that cannot be loaded or run here.
     """
+    from basnet_cli.inference import runtimes as R
     from basnet_cli.model.io import ModelSpecError, load_inference_model, loading, resolve
     from basnet_cli.runtime import import_keras
 
+    if runtime not in R.RUNTIMES:
+        raise InferenceUsageError(f"--runtime must be one of {', '.join(R.RUNTIMES)}")
     device_desc = configure_device(device, verbose)
     exported = load_exported(spec)
     if exported is not None:
+        if choice is not None:
+            choice.append(R.RuntimeChoice(getattr(exported.inner, "runtime", "exported"),
+                                          "", "the file's own runtime"))
         return exported, "exported", device_desc
     try:
         source = resolve(spec, preset=preset)
@@ -184,23 +200,63 @@ def load_predictor(spec: str, *, precision: str = "auto", device: str = "auto",
         raise InferenceUsageError(str(exc)) from None
     import_keras(verbose)
     concrete = concrete_precision(precision, device_desc)
+    if runtime == "onnx" and device_desc != "cpu":
+        raise InferenceUsageError("--runtime onnx runs on the CPU: add --device cpu")
+    if runtime == "onnx" and precision not in ("auto", "float32"):
+        raise InferenceUsageError(f"--runtime onnx runs float32, not --precision {precision}")
     tf = import_tf_quiet(verbose)
     strategy = None
     if device_desc != "cpu" and len(tf.config.list_logical_devices("GPU")) > 1:
         strategy = tf.distribute.MirroredStrategy()
     pin = "/CPU:0" if device_desc == "cpu" else None
-    with loading(spec, concrete, InferenceUsageError):
-        if strategy is not None:
-            with strategy.scope():
-                model = load_inference_model(source)
-        elif pin is not None:
-            with tf.device(pin):
-                model = load_inference_model(source)
-        else:
-            model = load_inference_model(source)
-    predictor = KerasPredictor(model, strategy=strategy, description=source.describe(),
-                               device=pin)
-    return predictor, concrete, device_desc
+
+    def build(policy: str) -> Any:
+        with loading(spec, policy, InferenceUsageError):
+            if strategy is not None:
+                with strategy.scope():
+                    return load_inference_model(source)
+            if pin is not None:
+                with tf.device(pin):
+                    return load_inference_model(source)
+            return load_inference_model(source)
+
+    def keras_pred(model: Any) -> Predictor:
+        return KerasPredictor(model, strategy=strategy, description=source.describe(),
+                              device=pin)
+
+    def decided(pred: Predictor, label: str, made: R.RuntimeChoice
+                ) -> tuple[Predictor, str, str]:
+        if choice is not None:
+            choice.append(made)
+        return pred, label, device_desc
+
+    if runtime == "onnx":
+        return decided(R.onnx_predictor(build("float32"), source.describe()), "float32",
+                       R.RuntimeChoice("onnxruntime", "float32", "asked"))
+    if runtime == "keras":
+        return decided(keras_pred(build(concrete)), concrete,
+                       R.RuntimeChoice("keras", concrete, "asked"))
+    # auto
+    why_not = ("a GPU runs Keras" if device_desc != "cpu" else R.onnx_available())
+    key = R.cache_key(source.path, source.describe(), size or 0, batch_size)
+    known = None if why_not else R.cached(key)
+    if why_not or known == "keras" or (known is None and not measure):
+        how = why_not or ("cached" if known else "too few images to measure")
+        return decided(keras_pred(build(concrete)), concrete,
+                       R.RuntimeChoice("keras", concrete, how))
+    if known == "onnx":
+        return decided(R.onnx_predictor(build("float32"), source.describe()), "float32",
+                       R.RuntimeChoice("onnxruntime", "float32", "cached"))
+    keras_model = build(concrete)
+    onnx_model = keras_model if concrete == "float32" else build("float32")
+    candidates = {f"keras {concrete}": keras_pred(keras_model),
+                  "onnxruntime float32": R.onnx_predictor(onnx_model, source.describe())}
+    del onnx_model
+    rates = R.measure(candidates, size or 320, batch_size)
+    best = max(rates, key=lambda name: rates[name])
+    R.remember(key, "onnx" if best.startswith("onnx") else "keras", rates)
+    name, label = best.split()
+    return decided(candidates[best], label, R.RuntimeChoice(name, label, "measured", rates))
 
 
 # ---------------------------------------------------------------------------------------------
