@@ -9,8 +9,20 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from enum import Enum
 
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+class Precision(str, Enum):
+    """``--precision`` of every command: auto (bfloat16 on CPUs with AMX/AVX512-BF16, mixed
+    float16 on GPUs, float32 otherwise), float32, bfloat16 or float16."""
+
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+PRECISIONS = tuple(p.value for p in Precision)
 # Keras' global dtype policy of each concrete precision.
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 

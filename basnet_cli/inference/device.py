@@ -14,21 +14,12 @@ from enum import Enum
 from typing import Any
 
 from basnet_cli.errors import UsageError
-from basnet_cli.runtime import PRECISIONS
+from basnet_cli.runtime import PRECISIONS, Precision  # noqa: F401 - re-exported
 
 
 class InferenceUsageError(UsageError):
     """A model, precision, device, input or output the inference pipeline cannot work with:
     the run did not start (exit 2)."""
-
-
-class Precision(str, Enum):
-    """``--precision``: the values of :data:`basnet_cli.runtime.PRECISIONS`."""
-
-    auto = "auto"
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-    float16 = "float16"
 
 
 class Device(str, Enum):

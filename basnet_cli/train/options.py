@@ -10,6 +10,7 @@ from pathlib import Path
 
 from basnet_cli.errors import RunFailure, UsageError
 from basnet_cli.model.config import DEFAULT_PRESET
+from basnet_cli.runtime import PRECISIONS, Precision  # noqa: F401 - re-exported
 
 
 class TrainError(UsageError):
@@ -28,15 +29,6 @@ class Schedule(str, Enum):
     step = "step"
 
 
-class Precision(str, Enum):
-    """``--precision`` (the values of :data:`basnet_cli.runtime.PRECISIONS`)."""
-
-    auto = "auto"
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-    float16 = "float16"
-
-
 class InputPipeline(str, Enum):
     """``--input-pipeline``: tf.data, or Pillow + ``keras.utils.PyDataset`` without TF."""
 
@@ -47,7 +39,6 @@ class InputPipeline(str, Enum):
 
 SCHEDULES = tuple(s.value for s in Schedule)
 PIPELINES = tuple(p.value for p in InputPipeline)
-PRECISIONS = tuple(p.value for p in Precision)
 CACHE_MODES = ("none", "memory")  # or file:PATH
 # What ``--resume`` may change: how long the run goes on and how it reports.  Everything else
 # (data, model, optimiser, augmentation) is fixed by the run's config.json.
