@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import multiprocessing as mp
+import os
 import signal
 import sys
 import time
@@ -129,6 +130,9 @@ def _scorer(workers: int, images: int, gt_files: dict[str, Path],
     with cf.ProcessPoolExecutor(max_workers=processes, mp_context=_start_method(),
                                 initializer=_start_worker,
                                 initargs=(gt_files, pred_files, curve)) as pool:
+        # start every process now, before the caller starts threads (a progress bar's): a fork
+        # must not copy a lock another thread holds
+        pool.submit(os.getpid).result()
         try:
             yield pool, _score_in_worker
         except BaseException:
@@ -179,11 +183,11 @@ def evaluate_maps(pred_dirs: Sequence[str | Path], gt: str | Path, *,
             f"no map in {', '.join(map(str, dirs))} has a mask with the same name in {gt_dir}")
     suites = [M.MetricSuite(curve=curve) for _ in dirs]
     n = max(1, workers or default_workers())
-    if progress is not None:
-        progress.start(len(stems))
     t_method = time.perf_counter()
-    try:
-        with _scorer(n, len(stems), gt_files, pred_files, curve) as (pool, fn):
+    with _scorer(n, len(stems), gt_files, pred_files, curve) as (pool, fn):
+        if progress is not None:
+            progress.start(len(stems))
+        try:
             for stem, shape, outs in ordered(pool, fn, stems, window=4 * n):
                 for i, out in enumerate(outs):
                     if out is None:
@@ -201,9 +205,9 @@ def evaluate_maps(pred_dirs: Sequence[str | Path], gt: str | Path, *,
                                           "height": shape[0], "width": shape[1], **scalars})
                 if progress is not None:
                     progress.advance(1)
-    finally:
-        if progress is not None:
-            progress.stop()
+        finally:
+            if progress is not None:
+                progress.stop()
     elapsed = time.perf_counter() - t_method
     for res, suite in zip(results, suites):
         res.finish(suite, elapsed)
