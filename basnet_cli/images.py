@@ -245,6 +245,25 @@ def load_gray(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXE
     over 255), float maps are taken as 0..1 (0..255 when their maximum is over 1).  A float map
     with NaN or infinite values raises :class:`DecodeError`.
     """
+    arr = _decode_gray(path, max_pixels)
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / np.float32(255.0)
+    return arr
+
+
+def load_gray_uint8(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS
+                    ) -> np.ndarray:
+    """:func:`load_gray` quantised to uint8 0..255 (``floor(p*255 + 0.5)``), without the float
+    round trip for files that are 8-bit already (the common case for masks and maps)."""
+    arr = _decode_gray(path, max_pixels)
+    if arr.dtype == np.uint8:
+        return arr
+    return (arr * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+
+
+def _decode_gray(path: str | os.PathLike, max_pixels: int | None) -> np.ndarray:
+    """The grey values of a file: uint8 for 1-bit, 8-bit, palette and colour files, float32 in
+    [0, 1] for 16/32-bit integer and float files (the rules of :func:`load_gray`)."""
     im = open_image(path, max_pixels)
     with _decoding(im):
         _full_load(im)
@@ -260,10 +279,10 @@ def load_gray(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXE
                 raise DecodeError(f"float map with {bad:,} NaN or infinite values")
             return np.clip(arr / (255.0 if arr.max(initial=0) > 1.0 else 1.0), 0.0, 1.0)
         if mode == "1":
-            return np.asarray(im, dtype=np.float32)
+            return np.asarray(im, dtype=np.uint8) * np.uint8(255)
         if mode in ("RGBA", "PA", "P", "CMYK", "YCbCr", "LAB", "HSV", "RGBa"):
             im = im.convert("RGB")
-        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+        return np.array(im.convert("L"), dtype=np.uint8)
 
 
 def _same_aspect(a: tuple[int, int], b: tuple[int, int], tol: float = 0.02) -> bool:

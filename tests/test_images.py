@@ -82,6 +82,29 @@ def test_load_gray_scales_each_mask_kind(tmp_path):
                                    err_msg=name)
 
 
+def test_load_gray_uint8_equals_the_quantised_float_decode(tmp_path):
+    """The uint8 fast path (what ``basnet evaluate`` reads) is exactly ``to_uint8(load_gray)``
+    for every kind of file, all 256 grey levels included."""
+    from basnet_cli.metrics import to_uint8
+
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    cases = {
+        "l.png": Image.fromarray(levels),
+        "rgb.png": Image.fromarray(np.stack([levels, levels[::-1], levels.T], axis=2)),
+        "p.png": Image.fromarray(levels).convert("P"),
+        "la.png": Image.fromarray(levels).convert("LA"),
+        "one.png": Image.fromarray(levels > 100).convert("1"),
+        "i16.png": Image.fromarray(levels.astype(np.uint16) * 251),
+        "f.tif": Image.fromarray(levels.astype(np.float32) / 255.0 * 0.97),
+    }
+    for name, im in cases.items():
+        im.save(tmp_path / name)
+        fast = imgs.load_gray_uint8(tmp_path / name)
+        assert fast.dtype == np.uint8, name
+        np.testing.assert_array_equal(fast, to_uint8(imgs.load_gray(tmp_path / name)),
+                                      err_msg=name)
+
+
 def test_load_pair_names_the_broken_file_and_refuses_other_shapes(tmp_path, noisy):
     image, mask = tmp_path / "a.png", tmp_path / "a_mask.png"
     image.write_bytes(_png(noisy))

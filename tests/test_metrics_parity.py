@@ -248,3 +248,6 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     for key in ("ours", "ours_all_metrics", "pysodmetrics"):
         assert out[f"{key}_maps_per_s"] > 0 and out[f"{key}_cpu_maps_per_s"] > 0
     assert out["speedup"] > 0 and out["speedup_cpu"] > 0
+    # the real command ran on the written maps and scored every one of them
+    assert out["ours_pipeline_maps_per_s"] > 0 and out["ours_command_maps_per_s"] > 0
+    assert out["pipeline_workers"] == 1

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from basnet_cli import metrics as M
 from basnet_cli.evaluate.options import EvaluateUsageError
 from basnet_cli.images import MAP_EXTS
 
@@ -74,9 +73,9 @@ def read_gray(path: str | Path) -> np.ndarray:
     """Decode a map or mask to uint8 ``(H, W)`` with the project's decoder
     (:func:`basnet_cli.images.load_gray`: colour -> luminance, 16-bit -> 8-bit, every pixel
     decoded or an error, NaN maps refused)."""
-    from basnet_cli.images import load_gray
+    from basnet_cli.images import load_gray_uint8
 
-    return M.to_uint8(load_gray(path))
+    return load_gray_uint8(path)
 
 
 def fit_to(pred: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, bool]:

@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +96,13 @@ def _start_worker(gt_files: dict[str, Path], pred_files: list[dict[str, Path]],
     _WORKER = _Scoring(gt_files, pred_files, curve)
 
 
-def _score_in_worker(stem: str) -> tuple[str, tuple[int, int] | None, list[Any]]:
+def _score_in_worker(stems: list[str]) -> list[tuple[str, tuple[int, int] | None, list[Any]]]:
     assert _WORKER is not None, "pool process started without _start_worker"
-    return _WORKER(stem)
+    return [_WORKER(stem) for stem in stems]
+
+
+# stems per task sent to a scoring process (fewer round trips through the pool's queues)
+STEMS_PER_TASK = 8
 
 
 # below this many images per process, starting processes costs more than it saves
@@ -118,14 +123,16 @@ def _start_method() -> mp.context.BaseContext:
 @contextlib.contextmanager
 def _scorer(workers: int, images: int, gt_files: dict[str, Path],
             pred_files: list[dict[str, Path]], curve: str
-            ) -> Iterator[tuple[cf.Executor, Callable[[str], Any]]]:
-    """An executor and the function it runs per stem: ``workers`` processes (images are
-    independent and the metrics hold the GIL, so threads do not scale), or one thread when one
-    worker is asked for or the run is too small to pay for processes."""
+            ) -> Iterator[tuple[cf.Executor, Callable[[list[str]], list[Any]], int]]:
+    """An executor, the function it runs on a list of stems and the list length to give it:
+    ``workers`` processes (images are independent and the metrics hold the GIL, so threads do
+    not scale), or one thread when one worker is asked for or the run is too small to pay for
+    processes."""
     processes = min(workers, images // MIN_IMAGES_PER_PROCESS)
     if processes < 2:
+        scoring = _Scoring(gt_files, pred_files, curve)
         with cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluate") as pool:
-            yield pool, _Scoring(gt_files, pred_files, curve)
+            yield pool, lambda stems: [scoring(stem) for stem in stems], 1
         return
     with cf.ProcessPoolExecutor(max_workers=processes, mp_context=_start_method(),
                                 initializer=_start_worker,
@@ -134,7 +141,7 @@ def _scorer(workers: int, images: int, gt_files: dict[str, Path],
         # must not copy a lock another thread holds
         pool.submit(os.getpid).result()
         try:
-            yield pool, _score_in_worker
+            yield pool, _score_in_worker, STEMS_PER_TASK
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -184,11 +191,12 @@ def evaluate_maps(pred_dirs: Sequence[str | Path], gt: str | Path, *,
     suites = [M.MetricSuite(curve=curve) for _ in dirs]
     n = max(1, workers or default_workers())
     t_method = time.perf_counter()
-    with _scorer(n, len(stems), gt_files, pred_files, curve) as (pool, fn):
+    with _scorer(n, len(stems), gt_files, pred_files, curve) as (pool, fn, per_task):
         if progress is not None:
             progress.start(len(stems))
+        tasks = [stems[i:i + per_task] for i in range(0, len(stems), per_task)]
         try:
-            for stem, shape, outs in ordered(pool, fn, stems, window=4 * n):
+            for stem, shape, outs in chain.from_iterable(ordered(pool, fn, tasks, window=4 * n)):
                 for i, out in enumerate(outs):
                     if out is None:
                         continue

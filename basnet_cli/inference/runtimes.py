@@ -51,10 +51,10 @@ class RuntimeChoice:
 
 def onnx_available() -> str | None:
     """None when ONNX Runtime and the onnx package can be imported, else why not."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
+    from importlib.util import find_spec
+
+    # found, not imported: importing ONNX Runtime costs time a Keras run does not need
+    if find_spec("onnx") is None or find_spec("onnxruntime") is None:
         return "ONNX Runtime is not installed (pip install 'basnet-cli[export]')"
     return None
 
@@ -83,13 +83,13 @@ def cache_key(model_file: Path | None, identity: str, size: int, batch: int) -> 
     except OSError:
         pass
     parts.append(",".join(sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})))
-    try:
-        import onnxruntime
-        import tensorflow
+    from importlib.metadata import PackageNotFoundError, version
 
-        parts += [tensorflow.__version__, onnxruntime.__version__]
-    except ImportError:
-        pass
+    for package in ("tensorflow", "onnxruntime"):
+        try:
+            parts.append(version(package))
+        except PackageNotFoundError:
+            pass
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
