@@ -114,7 +114,8 @@ def _run_ours(model: str, photos_dir: Path, out: Path) -> dict:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-800:]}")
     summary = json.loads(proc.stdout)
     return {"images_per_s": summary["images_per_s"], "wall_s": wall,
-            "precision": summary.get("precision"), "size": summary.get("size")}
+            "precision": summary.get("precision"), "size": summary.get("size"),
+            "runtime": summary.get("runtime")}
 
 
 def _run_u2netp(model: Path, photos_dir: Path, out: Path) -> dict:
@@ -200,6 +201,18 @@ def _cpu_flags() -> str:
     return ""
 
 
+def _runs_as(name: str, row: dict) -> str:
+    """Input size and runtime of a row's last round, e.g. "224px, onnxruntime float32
+    (measured: ...)" as ``basnet predict`` reported its choice."""
+    if name == "u2netp":
+        return f"{U2_SIZE}px, onnxruntime (rembg's pre/post-processing)"
+    last = row["runs"][-1] if row.get("runs") else {}
+    runtime = last.get("runtime") or last.get("precision") or "?"
+    if isinstance(runtime, dict):
+        runtime = " ".join(str(runtime.get(k)) for k in ("runtime", "precision") if runtime.get(k))
+    return f"{last.get('size', '?')}px, {runtime}"
+
+
 def to_markdown(result: dict) -> str:
     lines = [
         f"# Peers: mask quality and end-to-end speed ({result['date']})", "",
@@ -207,15 +220,16 @@ def to_markdown(result: dict) -> str:
         f"First {result['images']} ECSSD photos; `{result['command']}`; images/s are the "
         f"median of {result['repeats']} alternated rounds, model loading left out; all maps "
         "scored together by `basnet evaluate` (maps mode).", "",
-        "| model | MAE | max F | mean F | adp F | wF | S | max E | mean E | relax F | "
+        "| model | runs as | MAE | max F | mean F | adp F | wF | S | max E | mean E | relax F | "
         "images/s | vs u2netp |",
-        "|---|" + "---|" * 11,
+        "|---|" + "---|" * 12,
     ]
     for name, row in result["rows"].items():
         m = row.get("metrics", {})
         speed = row["speed_vs_u2netp"]
         lines.append(
-            f"| {name} | " + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in METRICS)
+            f"| {name} | {_runs_as(name, row)} | "
+            + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in METRICS)
             + f" | {row['images_per_s']:.2f} | " + (f"{speed:.2f}x" if speed else "-") + " |")
     if result["u2netp_skipped"]:
         lines += ["", f"u2netp skipped: {result['u2netp_skipped']}."]
