@@ -137,11 +137,13 @@ def test_bench_suite_smoke(ecssd_like: Path, tmp_path: Path) -> None:
     ids = [r["id"] for r in data["rows"]]
     assert ids == [
         "inference/paper/float32/64", "inference/peer/float32/64", "inference/lite/float32/64",
+        "inference/mobile/float32/64",
         "pipeline/decode", "pipeline/encode",
         "predict/lite/float32/4", "predict/peer/float32/2",
         "metrics/ours", "metrics/pysodmetrics", "metrics/ours-all", "metrics/ours-pipeline",
+        "metrics/ours-command",
     ]
-    predict, peer = data["rows"][5:7]
+    predict, peer = data["rows"][6:8]
     assert predict["images"] == 4 and predict["failed"] == 0
     assert _positive(predict["peak_rss_mib"]) and _positive(predict["wall_s"])
     assert predict["command"].startswith("BASNET_WEIGHTS_DIR=<weights> basnet predict")
