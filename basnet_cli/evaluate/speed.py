@@ -137,12 +137,11 @@ def benchmark(gt: str | Path, pred: str | Path | None = None, *, limit: int = 10
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="basnet-bench-") as tmp:
-        maps = Path(pred) if pred is not None else Path(tmp)
-        if pred is None:  # the command reads files: write the perturbed maps once
-            for stem, (p, _) in zip(stems, pairs):
-                target = maps / f"{stem}.png"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(p).save(target)
+        maps = Path(tmp)
+        for stem, (p, _) in zip(stems, pairs):  # the command reads files: the timed maps
+            target = maps / f"{stem}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(p).save(target)
         n_workers = workers or default_workers()
         # the real command, in its own process as a user runs it (interpreter start included)
         cmd = [sys.executable, "-m", "basnet_cli", "evaluate", "--pred", str(maps),
