@@ -127,3 +127,24 @@ def test_resume_needs_a_readable_config(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(TrainError):
         resume_options(tmp_path, TrainOptions(), set())
+
+
+@pytest.mark.parametrize(("model", "asked", "machine", "expected"), [
+    ("basnet-mobile", "auto", "bfloat16", "float32"),  # bf16 training steps slower on CPUs
+    ("basnet-mobile-tiny", "auto", "bfloat16", "float32"),
+    ("basnet-lite", "auto", "bfloat16", "bfloat16"),
+    ("basnet", "auto", "bfloat16", "bfloat16"),
+    ("basnet-mobile", "bfloat16", "bfloat16", "bfloat16"),  # asked for: kept
+    ("basnet-mobile", "auto", "float16", "float16"),  # a GPU
+    ("basnet-mobile", "auto", "float32", "float32"),
+])
+def test_auto_training_precision_follows_the_preset_on_bf16_cpus(
+        monkeypatch: pytest.MonkeyPatch, model: str, asked: str, machine: str,
+        expected: str) -> None:
+    from basnet_cli import runtime
+    from basnet_cli.train import prepare
+
+    monkeypatch.setattr(runtime, "resolve_precision",
+                        lambda p: machine if p == "auto" else p)
+    opts = TrainOptions(model=model, precision=asked)
+    assert prepare.train_precision(opts) == expected

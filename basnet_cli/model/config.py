@@ -45,6 +45,9 @@ class BASNetConfig:
         bridge_width: channels of the bridge (0: the last encoder width).
         input_size: the default network input side of predict, evaluate and export for this
             preset (the size it scores best at on the DUTS-TR hold-out).
+        cpu_train_bfloat16: whether ``basnet train --precision auto`` trains in mixed
+            bfloat16 on a CPU with AMX/AVX512-BF16 (False where its training step was measured
+            slower than float32 on such CPUs; ``make bench`` train section).
         description: one line for ``--help`` and the model card.
     """
 
@@ -61,6 +64,7 @@ class BASNetConfig:
     encoder: str = "resnet"
     bridge_width: int = 0
     input_size: int = 256
+    cpu_train_bfloat16: bool = True
     description: str = ""
 
     def to_dict(self) -> dict:
@@ -159,6 +163,7 @@ MOBILE = BASNetConfig(
     ),
     refine_width=16,
     input_size=224,
+    cpu_train_bfloat16=False,
     description=(
         "BASNet decoder and refinement on an ImageNet EfficientNet-Lite0 encoder "
         "(the default model)."

@@ -117,6 +117,23 @@ def make_strategy(opts: TrainOptions):
     return None
 
 
+def train_precision(opts: TrainOptions) -> str:
+    """``--precision`` of a run: ``auto`` is :func:`~basnet_cli.runtime.resolve_precision`'s
+    choice, except float32 instead of bfloat16 on a CPU for a preset whose bfloat16 training
+    step is slower there (``cpu_train_bfloat16``: depthwise-heavy, narrow networks)."""
+    from basnet_cli.model.io import ModelSpecError, resolve
+    from basnet_cli.runtime import resolve_precision
+
+    concrete = resolve_precision(opts.precision)
+    if opts.precision != "auto" or concrete != "bfloat16":
+        return concrete
+    try:
+        config = resolve(opts.model, require_weights=False).config
+    except ModelSpecError:
+        return concrete  # reported when the model is built
+    return "float32" if config is not None and not config.cpu_train_bfloat16 else concrete
+
+
 def new_model(opts: TrainOptions, total_steps: int, warn: Callable[[str], None]):
     """The compiled model of a new run and its preset config (None for a foreign file).
     ``opts.backbone_weights`` is set to the ImageNet file actually used, if any."""

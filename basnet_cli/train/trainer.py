@@ -222,7 +222,7 @@ class Trainer:
         train_pairs, val_pairs = self._prepare_data()
         aug = AugmentConfig(opts.resize, opts.crop, opts.flip)
         strategy = prepare.make_strategy(opts)
-        st.precision = set_precision(opts.precision)
+        st.precision = set_precision(prepare.train_precision(opts))
         keras.utils.set_random_seed(opts.seed)  # same initial weights for the same --seed
         scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
         with scope:
