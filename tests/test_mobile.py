@@ -231,19 +231,25 @@ def test_onnx_translation_of_the_mobile_network_matches_keras():
     np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=2e-4)
 
 
-def test_commands_run_each_preset_at_its_own_default_size(tmp_path):
+def test_commands_run_each_preset_at_its_own_default_size(tmp_path, monkeypatch):
+    import dataclasses
+
     from basnet_cli.export import ExportOptions
+    from basnet_cli.model import io
     from basnet_cli.model.io import default_size
     from basnet_cli.predict import PredictOptions
 
-    assert default_size("basnet-mobile") == MOBILE.input_size == 224
+    assert default_size("basnet-mobile") == MOBILE.input_size == 256
     assert default_size("basnet-lite") == default_size("basnet") == 256
-    assert default_size("runs/x/basnet-mobile.weights.h5") == 224
-    assert default_size("final.weights.h5", preset="basnet-mobile") == 224
+    # a preset's own size wins over the default, however the model is named
+    monkeypatch.setitem(io.PRESETS, "basnet-mobile", dataclasses.replace(MOBILE, input_size=192))
+    assert default_size("basnet-mobile") == 192
+    assert default_size("runs/x/basnet-mobile.weights.h5") == 192
+    assert default_size("final.weights.h5", preset="basnet-mobile") == 192
     assert default_size("model.keras") == 256
     opts = PredictOptions(inputs=["a.jpg"], out=tmp_path, model="basnet-mobile")
     opts.validate()
-    assert opts.size == 224
+    assert opts.size == 192
     given = PredictOptions(inputs=["a.jpg"], out=tmp_path, model="basnet-mobile", size=320)
     given.validate()
     assert given.size == 320

@@ -162,7 +162,7 @@ MOBILE = BASNetConfig(
         (16, 16, 16),
     ),
     refine_width=16,
-    input_size=224,
+    input_size=256,
     cpu_train_bfloat16=False,
     description=(
         "BASNet decoder and refinement on an ImageNet EfficientNet-Lite0 encoder "
