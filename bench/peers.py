@@ -202,11 +202,13 @@ def _cpu_flags() -> str:
 
 
 def _runs_as(name: str, row: dict) -> str:
-    """Input size and runtime of a row's last round, e.g. "224px, onnxruntime float32
-    (measured: ...)" as ``basnet predict`` reported its choice."""
+    """Input size and runtime of a row, e.g. "256px, onnxruntime float32 (measured: ...)" as
+    ``basnet predict`` reported its choice."""
     if name == "u2netp":
         return f"{U2_SIZE}px, onnxruntime (rembg's pre/post-processing)"
-    last = row["runs"][-1] if row.get("runs") else {}
+    runs = row.get("runs") or [{}]
+    # the round that measured the runtimes says most (later rounds read the cached choice)
+    last = next((r for r in runs if "measured" in str(r.get("runtime"))), runs[-1])
     runtime = last.get("runtime") or last.get("precision") or "?"
     if isinstance(runtime, dict):
         runtime = " ".join(str(runtime.get(k)) for k in ("runtime", "precision") if runtime.get(k))
