@@ -10,6 +10,12 @@ previous file on all ten DUTS-TR hold-out metrics (the stage alone had a worse M
     basnet evaluate --images runs/holdout/images --masks runs/holdout/masks \
         --model runs/avg.weights.h5 --size 256 --no-report
 
+How the bundled `basnet-mobile` file of session 14 was made: the mean of the previous file and
+the weights a run started from it kept along the way (`basnet train --keep-every 300`):
+
+    python docs/average_weights.py weights/basnet-mobile.weights.h5 \
+        runs/mobile-s8/steps/*.weights.h5 runs/mobile-s8/final.weights.h5 --out runs/avg.weights.h5
+
 Averaging only makes sense for weights of one training lineage (one started from the other).
 """
 

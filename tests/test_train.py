@@ -145,6 +145,23 @@ def test_trains_on_synthetic_set_and_writes_run_folder(trained_run):
             assert "optimizer" not in f and "layers" in f, (name, list(f))
 
 
+def test_keep_every_keeps_the_weights_alone_at_those_steps(synth_dataset, tmp_path):
+    run = tmp_path / "run"
+    state = Trainer(TrainOptions(data=str(synth_dataset), out=str(run), steps=4, keep_every=2,
+                                 save_every=0, seed=2, **TINY_OPTS)).run()
+    assert state.global_step == 4
+    kept = sorted(p.name for p in (run / "steps").iterdir())
+    assert kept == ["step-000002.weights.h5", "step-000004.weights.h5"]
+    for name in kept:
+        with h5py.File(run / "steps" / name, "r") as f:
+            assert "optimizer" not in f and "layers" in f, (name, list(f))
+    # Each holds the model of its step: step 4's is the run's final model, step 2's is not.
+    _, step2, step4, final = _weights(run / "steps" / kept[0], run / "steps" / kept[1],
+                                      run / "final.weights.h5", seed=2)
+    assert all(np.array_equal(a, b) for a, b in zip(step4, final))
+    assert any(not np.array_equal(a, b) for a, b in zip(step2, step4))
+
+
 def _weights(*paths: Path, seed: int) -> list[list[np.ndarray]]:
     """The initial weights of the tiny model for ``seed``, then those of each saved file."""
     import keras

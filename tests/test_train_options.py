@@ -62,6 +62,7 @@ def test_choices_keep_their_values():
     ({"cache": "disk"}, "--cache must be none, memory or file:PATH"),
     ({"crop": 100}, "--crop must be a multiple of 32"),
     ({"batch_size": 0}, "--batch-size must be at least 1"),
+    ({"keep_every": -5}, "--keep-every must be 0"),
     ({"input_pipeline": "torch"}, "--input-pipeline must be one of auto, tfdata, python"),
     ({"precision": "fp8"}, "--precision must be one of auto, float32, bfloat16, float16"),
 ])
@@ -94,14 +95,21 @@ def test_cli_refuses_a_bad_choice_in_one_line(tmp_path, args, message):
     assert not (tmp_path / "r").exists()
 
 
+# Options added since: an old run resumes with their defaults.
+NEWER_OPTIONS = {"keep_every"}
+
+
 def test_an_old_config_is_resumed_with_the_given_adjustable_options(tmp_path):
-    assert set(OLD_CONFIG_OPTIONS) == {f.name for f in fields(TrainOptions)}
+    assert set(OLD_CONFIG_OPTIONS) | NEWER_OPTIONS == {f.name for f in fields(TrainOptions)}
     run = _run_folder(tmp_path)
-    resumed = resume_options(run, TrainOptions(steps=30000, log_every=10, lr=0.5),
-                             {"steps", "log_every"})
-    assert resumed.changed == ["log_every", "steps"]
+    assert resume_options(run, TrainOptions(), set()).options.keep_every == 0
+    resumed = resume_options(run, TrainOptions(steps=30000, log_every=10, lr=0.5,
+                                               keep_every=500),
+                             {"steps", "log_every", "keep_every"})
+    assert resumed.changed == ["keep_every", "log_every", "steps"]
     opts = resumed.options
     assert (opts.steps, opts.log_every, opts.lr, opts.schedule) == (30000, 10, 0.001, "cosine")
+    assert opts.keep_every == 500
     assert opts.out == str(run) and resumed.config["total_steps"] == 20000
 
 

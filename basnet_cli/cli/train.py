@@ -123,11 +123,15 @@ def train_command(
     resume: Annotated[Path | None, typer.Option(
         help="Continue the run in this folder exactly where it stopped; its config.json "
              "supplies the other options. --steps/--epochs extend a run (also a finished "
-             "one); --save-every, --log-every, --tensorboard may change; any other option "
-             "given must match the run's.", rich_help_panel=_RUN)] = None,
+             "one); --save-every, --keep-every, --log-every, --tensorboard may change; any "
+             "other option given must match the run's.", rich_help_panel=_RUN)] = None,
     save_every: Annotated[int, typer.Option(
         help="Write the last checkpoint every N steps (and each epoch).",
         rich_help_panel=_RUN)] = 200,
+    keep_every: Annotated[int, typer.Option(
+        help="Also keep the weights alone every N steps, as <run>/steps/step-NNNNNN.weights.h5 "
+             "(to average them: python docs/average_weights.py); 0: none.",
+        rich_help_panel=_RUN)] = 0,
     log_every: Annotated[int, typer.Option(
         help="Print a progress line every N steps when not on a terminal.",
         rich_help_panel=_RUN)] = 50,
@@ -155,8 +159,8 @@ def train_command(
         weight_decay=weight_decay, schedule=schedule.value, step_size=step_size, gamma=gamma,
         warmup_steps=warmup_steps, resize=resize, crop=crop, flip=flip, cache=cache, seed=seed,
         shuffle_seed=shuffle_seed,
-        precision=precision.value, save_every=save_every, log_every=log_every,
-        cpu_devices=cpu_devices, tensorboard=tensorboard,
+        precision=precision.value, save_every=save_every, keep_every=keep_every,
+        log_every=log_every, cpu_devices=cpu_devices, tensorboard=tensorboard,
         input_pipeline=input_pipeline.value)
     show = not quiet and not json_out
     display = _Display(show, log_every)

@@ -6,6 +6,7 @@ Run folder layout (``--out``; made once the data and the model have loaded):
                     written atomically every ``--save-every`` steps, each epoch and on
                     Ctrl-C/SIGTERM (+ ``state.json``: step, epoch, best metrics);
 - ``best.weights.h5`` weights with the best validation MAE;
+- ``steps/step-NNNNNN.weights.h5`` the weights alone every ``--keep-every`` steps (0: none);
 - ``log.csv``       one row per epoch: loss, validation MAE / max F, lr, images/s;
 - ``summary.json``  written at the end: data, recipe, time, images/s, best metrics.
 

@@ -42,7 +42,7 @@ PIPELINES = tuple(p.value for p in InputPipeline)
 CACHE_MODES = ("none", "memory")  # or file:PATH
 # What ``--resume`` may change: how long the run goes on and how it reports.  Everything else
 # (data, model, optimiser, augmentation) is fixed by the run's config.json.
-RESUME_ADJUSTABLE = ("steps", "epochs", "save_every", "log_every", "tensorboard")
+RESUME_ADJUSTABLE = ("steps", "epochs", "save_every", "keep_every", "log_every", "tensorboard")
 _PATH_OPTIONS = ("data", "images", "masks", "val", "model", "init", "backbone_weights", "out")
 
 
@@ -81,6 +81,7 @@ class TrainOptions:
     shuffle_seed: int | None = None
     precision: str = "auto"
     save_every: int = 200
+    keep_every: int = 0
     log_every: int = 50
     cpu_devices: int = 0
     tensorboard: bool = False
@@ -110,6 +111,8 @@ class TrainOptions:
                              f"got {self.crop}")
         if self.batch_size < 1:
             raise TrainError("--batch-size must be at least 1")
+        if self.keep_every < 0:
+            raise TrainError("--keep-every must be 0 (none) or a number of steps")
         if self.input_pipeline not in PIPELINES:
             raise TrainError(f"--input-pipeline must be one of {', '.join(PIPELINES)}")
         if self.precision not in PRECISIONS:
@@ -171,8 +174,8 @@ def resume_options(run_dir: Path, cli: TrainOptions, given: set[str]) -> Resumed
         raise TrainError(
             f"{run_dir} was started with other options and --resume keeps them: "
             f"{'; '.join(conflicts)}. With --resume only --steps, --epochs, --save-every, "
-            f"--log-every and --tensorboard can change; to train on with other options start "
-            f"a new run from its weights: --model {run_dir / 'last.keras'}")
+            f"--keep-every, --log-every and --tensorboard can change; to train on with other "
+            f"options start a new run from its weights: --model {run_dir / 'last.keras'}")
     if "epochs" in given and "steps" not in given and saved.steps is not None:
         saved.steps = None  # --epochs alone: the run's length in epochs, not its old --steps
         changed.append("steps")

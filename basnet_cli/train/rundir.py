@@ -16,6 +16,8 @@ from pathlib import Path
 from basnet_cli.train.options import TrainOptions
 
 LOG_FIELDS = ["epoch", "step", "loss", "mae", "maxf", "lr", "images_per_s"]
+# The sub-folder of the weights kept every --keep-every steps.
+KEPT_DIR = "steps"
 
 
 @dataclass

@@ -17,7 +17,7 @@ from basnet_cli.data import AugmentConfig, DatasetError
 from basnet_cli.errors import BasnetError
 from basnet_cli.train import prepare, rundir
 from basnet_cli.train.options import NonFiniteLoss, TrainError, TrainOptions, resume_options
-from basnet_cli.train.rundir import RunState, next_run_dir
+from basnet_cli.train.rundir import KEPT_DIR, RunState, next_run_dir
 from basnet_cli.train.schedules import COSINE_FINAL, current_lr
 
 
@@ -137,6 +137,8 @@ class Trainer:
             self._t_window, self._steps_window = now, 0
         if opts.save_every and st.global_step % opts.save_every == 0:
             self._checkpoint(model)
+        if opts.keep_every and st.global_step % opts.keep_every == 0:
+            self._keep(model)
         if self._stop_signal is not None:
             st.stopped = "signal"
             st.stop_signal = self._stop_signal
@@ -148,6 +150,13 @@ class Trainer:
     def _checkpoint(self, model) -> None:
         rundir.save_model_atomic(model, self.state.run_dir / "last.keras")
         rundir.write_state(self.state)
+
+    def _keep(self, model) -> None:
+        """``steps/step-NNNNNN.weights.h5``: the weights alone at this step, kept (for a
+        weight average along the run, ``docs/average_weights.py``)."""
+        folder = self.state.run_dir / KEPT_DIR
+        folder.mkdir(exist_ok=True)
+        rundir.save_weights_atomic(model, folder / f"step-{self.state.global_step:06d}.weights.h5")
 
     # -- main ----------------------------------------------------------------------------
     def run(self) -> RunState:
