@@ -16,6 +16,9 @@ the weights a run started from it kept along the way (`basnet train --keep-every
     python docs/average_weights.py weights/basnet-mobile.weights.h5 \
         runs/mobile-s8/steps/*.weights.h5 runs/mobile-s8/final.weights.h5 --out runs/avg.weights.h5
 
+`--bn-data DUTS-TR` then replaces the averaged BatchNorm statistics with ones measured on the
+averaged network (training crops only; the `--val-split 0.02 --seed 0` hold-out is left out).
+
 Averaging only makes sense for weights of one training lineage (one started from the other).
 """
 
@@ -24,24 +27,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-
-def average(files: list[Path], out: Path, preset: str | None = None) -> Path:
-    """Write the element-wise mean of ``files``' weights to ``out`` as a ``.weights.h5``.
-
-    Each file is loaded as ``--model`` loads it (``.weights.h5`` of ``preset``, or of the preset
-    its name or shapes give; or ``.keras``), so all must be of one preset.
-    """
-    from basnet_cli.model.convert import save_weights_atomic
-    from basnet_cli.model.io import load_training_model, resolve
-
-    models = [load_training_model(resolve(str(path), preset=preset)) for path in files]
-    weights = [model.get_weights() for model in models]
-    mean = [np.mean(np.stack(group), axis=0).astype(group[0].dtype) for group in zip(*weights)]
-    models[0].set_weights(mean)
-    return save_weights_atomic(models[0], out)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,10 +34,26 @@ def main() -> None:
                         help="two or more .weights.h5 (or .keras) files of one preset")
     parser.add_argument("--out", type=Path, required=True, help="the averaged .weights.h5")
     parser.add_argument("--preset", help="their preset (default: from the file names or shapes)")
+    parser.add_argument("--bn-data", type=Path,
+                        help="training set to recompute the BatchNorm statistics on")
+    parser.add_argument("--bn-images", type=int, default=1024, help="photos for that (1024)")
+    parser.add_argument("--bn-resize", type=int, default=256, help="resize before the crop")
+    parser.add_argument("--bn-crop", type=int, default=224, help="random crop side")
+    parser.add_argument("--bn-batch-size", type=int, default=8, help="batch size (8)")
     args = parser.parse_args()
     if len(args.files) < 2:
         parser.error("give at least two weight files")
-    print(f"averaged {len(args.files)} files -> {average(args.files, args.out, args.preset)}")
+
+    from basnet_cli.model.convert import save_weights_atomic
+    from basnet_cli.train.average import average_weights, recompute_batchnorm, training_crops
+
+    model = average_weights(args.files, args.preset)
+    if args.bn_data is not None:
+        batches = training_crops(args.bn_data, images=args.bn_images, resize=args.bn_resize,
+                                 crop=args.bn_crop, batch_size=args.bn_batch_size)
+        used = recompute_batchnorm(model, batches)
+        print(f"BatchNorm statistics recomputed on {used} batches of {args.bn_data}")
+    print(f"averaged {len(args.files)} files -> {save_weights_atomic(model, args.out)}")
 
 
 if __name__ == "__main__":
