@@ -35,17 +35,6 @@ def average_weights(files: list[Path], preset: str | None = None):
     return models[0]
 
 
-def _batchnorm_layers(layer) -> list:
-    import keras
-
-    found = []
-    for sub in getattr(layer, "layers", []):
-        if isinstance(sub, keras.layers.BatchNormalization):
-            found.append(sub)
-        found.extend(_batchnorm_layers(sub))
-    return found
-
-
 def recompute_batchnorm(model, batches: Iterable[np.ndarray]) -> int:
     """Set every BatchNorm layer's moving mean and variance of ``model`` to the average of its
     batch statistics over ``batches`` (photos, ``(B, H, W, 3)`` floats in 0..255).
@@ -54,7 +43,11 @@ def recompute_batchnorm(model, batches: Iterable[np.ndarray]) -> int:
     """
     import warnings
 
-    layers = _batchnorm_layers(model)
+    from basnet_cli.runtime import import_keras
+
+    keras = import_keras()
+    layers = [layer for layer in model._flatten_layers(include_self=False)
+              if isinstance(layer, keras.layers.BatchNormalization)]
     saved = [bn.momentum for bn in layers]
     count = 0
     try:
