@@ -34,6 +34,7 @@ from basnet_cli.inference import (
     check_model_spec,
     configure_device,
     load_predictor,
+    with_tta,
 )
 from basnet_cli.inputs import discover, in_shard
 from basnet_cli.model.config import DEFAULT_PRESET
@@ -66,6 +67,7 @@ class PredictOptions:
     precision: str = "auto"
     device: str = "auto"
     runtime: str = "auto"
+    tta: bool = False  # the loaded model also sees each photo's mirror image (inference.tta)
     workers: int | None = None
     verbose: bool = False
 
@@ -116,6 +118,7 @@ class PredictSummary:
     precision: str = ""
     device: str = ""
     runtime: str = ""  # what ran the model and why (RuntimeChoice.text())
+    tta: bool = False
     size: int = 0
     kinds: list[str] = field(default_factory=list)
     out: str = ""
@@ -148,6 +151,7 @@ class PredictSummary:
             "precision": self.precision,
             "device": self.device,
             "runtime": self.runtime,
+            "tta": self.tta,
             "size": self.size,
             "kinds": list(self.kinds),
             "out": self.out,
@@ -163,7 +167,8 @@ def run(opts: PredictOptions, *, predictor: Predictor | None = None,
         progress: Any = None, precision_label: str | None = None) -> PredictSummary:
     """Run ``basnet predict``.  Raises :class:`PredictUsageError` for usage errors.
 
-    ``predictor``: use this instead of loading ``opts.model`` (tests, other backends).
+    ``predictor``: use this instead of loading ``opts.model`` (tests, other backends); it is
+    used as it is (``opts.tta`` wraps a loaded model only).
     ``on_failure``: called once per failed input, as it happens (the CLI prints one line).
     ``progress``: an object with ``start(total)``, ``advance(n)`` and ``stop()`` (the CLI's Rich
     bar), or None.
@@ -231,6 +236,8 @@ def run(opts: PredictOptions, *, predictor: Predictor | None = None,
                 batch_size=opts.batch_size, measure=len(todo) >= MEASURE_MIN_IMAGES,
                 choice=choice)
             summary.runtime = choice[0].text() if choice else ""
+            loaded = with_tta(loaded, opts.tta)
+            summary.tta = opts.tta
             # Trace once outside the timed stream (a first call costs seconds, not images).
             loaded(np.zeros((1, opts.size, opts.size, 3), np.float32))
             summary.model = loaded.description

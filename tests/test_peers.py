@@ -58,11 +58,13 @@ def test_peer_table_scores_every_row_together(tmp_path: Path, weights: Path) -> 
     data = write_dataset(tmp_path / "ecssd", 4, layout="plain", size=(64, 96))
     model = _fake_u2netp(tmp_path / "u2netp.onnx")
     out = tmp_path / "out"
+    with_tta = f"{weights} --tta"  # a --models entry may carry predict options
     assert peers.main(["--ecssd", str(data), "--images", "3", "--models", str(weights),
-                       "--u2netp", str(model), "--repeats", "1", "--out", str(out)]) == 0
+                       with_tta, "--u2netp", str(model), "--repeats", "1",
+                       "--out", str(out)]) == 0
     result = json.loads((out / "peers.json").read_text())
     assert result["images"] == 3 and result["u2netp_skipped"] is None
-    assert set(result["rows"]) == {str(weights), "u2netp"}
+    assert set(result["rows"]) == {str(weights), with_tta, "u2netp"}
     for row in result["rows"].values():
         assert row["count"] == 3
         assert 0.0 <= row["metrics"]["mae"] <= 1.0 and 0.0 <= row["metrics"]["max_f"] <= 1.0

@@ -148,6 +148,10 @@ def evaluate_command(
                              + _SIZES + ").", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1,
                                             help="Model mode: images per model call.")] = 4,
+    tta: Annotated[bool, typer.Option(
+        "--tta/--no-tta", help="Model mode: score what predict --tta writes, each photo and "
+        "its mirror image averaged in logit space (about twice the model time). Default: one "
+        "pass.")] = False,
     save_maps: Annotated[str | None, typer.Option(
         "--save-maps", help="Model mode: also write each 8-bit map (<stem>.png, mask size) "
                             "here; maps mode on them gives the same numbers.",
@@ -220,7 +224,8 @@ def evaluate_command(
                                 shard=shard_kn)
         else:
             run = evaluate_model(data, images=images, masks=masks, model=model, size=size,
-                                 batch_size=batch_size, save_maps=save_maps, curve=curve.value,
+                                 tta=tta, batch_size=batch_size, save_maps=save_maps,
+                                 curve=curve.value,
                                  workers=workers, progress=progress, on_error=on_error,
                                  shard=shard_kn)
     except UsageError as exc:

@@ -52,11 +52,12 @@ def _save_map(path: Path, arr: np.ndarray) -> None:
     atomic_save(Image.fromarray(arr, "L"), path)
 
 
-def _load_model(model: str, size: int | None, precision: str, device: str
+def _load_model(model: str, size: int | None, precision: str, device: str, tta: bool
                 ) -> tuple[BatchPredictor, str, int]:
     """``--model`` through the inference core: ``(predictor, description, size)``, ``size``
-    defaulting to the model's own (the side a fixed-size export was made for)."""
-    from basnet_cli.inference import fixed_input_size, load_predictor
+    defaulting to the model's own (the side a fixed-size export was made for); wrapped in
+    mirror TTA when ``tta``."""
+    from basnet_cli.inference import fixed_input_size, load_predictor, with_tta
     from basnet_cli.model.io import default_size
 
     try:
@@ -67,13 +68,14 @@ def _load_model(model: str, size: int | None, precision: str, device: str
     if fixed is not None and size not in (None, fixed):
         raise EvaluateUsageError(f"--model {model} takes {fixed}x{fixed} images (fixed when it "
                                  f"was exported); leave --size out or pass --size {fixed}")
+    predictor = with_tta(predictor, tta)
     return predictor, predictor.description, size or fixed or default_size(model)
 
 
 def evaluate_model(data: str | Path | None = None, *, images: str | Path | None = None,
                    masks: str | Path | None = None, model: str = "basnet",
                    predictor: BatchPredictor | None = None, model_description: str | None = None,
-                   size: int | None = None, batch_size: int = 4,
+                   size: int | None = None, tta: bool = False, batch_size: int = 4,
                    save_maps: str | Path | None = None,
                    curve: str = "image", workers: int | None = None,
                    progress: Progress | None = None,
@@ -83,9 +85,10 @@ def evaluate_model(data: str | Path | None = None, *, images: str | Path | None 
     """Run a model over a labelled dataset and score its maps (see the module doc).
 
     ``predictor`` (any callable: float32 RGB 0..255 batch -> probabilities) overrides
-    ``model``; otherwise ``model`` is loaded by the inference core at ``precision`` (float32 by
-    default: the reference numbers) on ``device``. ``shard=(K, N)``: only the pairs of shard K
-    of N (by the mask's relative stem, as maps mode), for :func:`merge_reports`.
+    ``model`` and is used as it is; otherwise ``model`` is loaded by the inference core at
+    ``precision`` (float32 by default: the reference numbers) on ``device``, and wrapped in
+    mirror TTA when ``tta`` (as ``basnet predict --tta``). ``shard=(K, N)``: only the pairs of
+    shard K of N (by the mask's relative stem, as maps mode), for :func:`merge_reports`.
     """
     from basnet_cli.data import DatasetError, find_pairs
     from basnet_cli.images import load_pair_for_model
@@ -121,7 +124,7 @@ def evaluate_model(data: str | Path | None = None, *, images: str | Path | None 
     root = Path(data) if data is not None else Path(masks or ".")
     dataset = dataset_name(root)
     if predictor is None:
-        predictor, description, size = _load_model(model, size, precision, device)
+        predictor, description, size = _load_model(model, size, precision, device, tta)
     else:
         description = model_description or getattr(predictor, "description", "custom predictor")
         size = size or DEFAULT_SIZE

@@ -8,7 +8,8 @@ choices, TensorFlow's device set-up, the concrete precision for a device), :mod:
 (the runtimes of exported models: TFLite/LiteRT, ONNX Runtime, SavedModel) and
 :mod:`.runtimes` (``--runtime``: Keras or ONNX Runtime, the faster measured and cached) and
 :mod:`.predictors` (the :class:`Predictor` protocol, :class:`KerasPredictor`,
-:func:`load_predictor` for any ``--model``, :func:`predict_batches`).  Nothing here imports
+:func:`load_predictor` for any ``--model``, :func:`predict_batches`) and :mod:`.tta` (``--tta``:
+the photo and its mirror image averaged).  Nothing here imports
 TensorFlow at module import time.
 """
 
@@ -28,18 +29,20 @@ _EXPORTS = {
     "exported": ("INSTALL_HINT", "BackendError", "OnnxPredictor", "SavedModelPredictor",
                  "TFLitePredictor", "exported_kind", "open_exported", "tflite_interpreter_class"),
     "runtimes": ("RuntimeChoice",),
+    "tta": ("FlipAverage", "with_tta"),
     "predictors": ("CompiledPredictor", "ExportedPredictor", "KerasPredictor", "Predictor",
                    "check_model_spec", "fixed_input_size", "keras_predictor", "load_exported",
                    "load_predictor", "predict_batches", "probabilities"),
 }
 __all__ = [
     "DEVICES", "INSTALL_HINT", "RUNTIMES", "BackendError", "CompiledPredictor", "Device",
-    "Runtime", "RuntimeChoice",
-    "ExportedPredictor", "InferenceUsageError", "KerasPredictor", "OnnxPredictor", "Precision",
+    "Runtime", "RuntimeChoice", "ExportedPredictor", "FlipAverage", "InferenceUsageError",
+    "KerasPredictor", "OnnxPredictor", "Precision",
     "Predictor", "SavedModelPredictor", "TFLitePredictor", "available_cpus", "check_model_spec",
     "concrete_precision", "configure_device", "exported_kind", "fixed_input_size",
     "import_tf_quiet", "keras_predictor", "load_exported", "load_predictor", "open_exported",
     "predict_batches", "probabilities", "quiet_native_output", "tflite_interpreter_class",
+    "with_tta",
 ]
 
 if TYPE_CHECKING:
@@ -80,6 +83,7 @@ if TYPE_CHECKING:
         probabilities,
     )
     from basnet_cli.inference.runtimes import RuntimeChoice
+    from basnet_cli.inference.tta import FlipAverage, with_tta
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
