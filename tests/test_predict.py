@@ -537,6 +537,13 @@ def test_cli_exit_codes_and_json(tmp_path: Path, cli, weights) -> None:
     data = json.loads(ok.stdout)
     assert (data["processed"], data["failed"], data["exit_code"]) == (2, 0, 0)
     assert data["kinds"] == ["mask"] and data["size"] == SIZE
+    assert data["tta"] is False and not data["model"].endswith("mirror TTA")
+    flip = cli(src, "--out", tmp_path / "o", "-m", m, "-s", SIZE, "--json", "--tta",
+               "--overwrite")
+    assert flip.exit_code == 0, flip.output
+    flipped = json.loads(flip.stdout)
+    assert flipped["tta"] is True and flipped["model"].endswith("+ mirror TTA")
+    assert flipped["processed"] == 2
 
     (src / "bad.jpg").write_text("nope")
     res = cli(src, "--out", tmp_path / "o", "-m", m, "-s", SIZE, "--kind", "mask")
