@@ -8,9 +8,9 @@ choices, TensorFlow's device set-up, the concrete precision for a device), :mod:
 (the runtimes of exported models: TFLite/LiteRT, ONNX Runtime, SavedModel) and
 :mod:`.runtimes` (``--runtime``: Keras or ONNX Runtime, the faster measured and cached) and
 :mod:`.predictors` (the :class:`Predictor` protocol, :class:`KerasPredictor`,
-:func:`load_predictor` for any ``--model``, :func:`predict_batches`) and :mod:`.tta` (``--tta``:
-the photo and its mirror image averaged).  Nothing here imports
-TensorFlow at module import time.
+:func:`load_predictor` for any ``--model``, :func:`predict_batches`) and :mod:`.tta`
+(``--tta``: the photo and its mirror image averaged).  Nothing here imports TensorFlow at
+module import time.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 ``--tta`` of predict and evaluate wraps any predictor (Keras, ONNX Runtime, an exported file) in
 :class:`FlipAverage`.  Averaging logits rather than probabilities keeps the map as sharp as one
 pass where the two views agree and lets the surer view win where they do not (a pixel at 0.99
-and 0.3 gives 0.87, not 0.65); the choice and its effect are measured in the model card.
+and 0.3 gives 0.87, not 0.65). The choice against a probability mean and its effect on the
+default model are measured in docs/basnet-mobile-history.md ("Mirror TTA").
 """
 
 from __future__ import annotations
