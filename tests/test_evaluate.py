@@ -304,6 +304,9 @@ def test_cli_exit_codes(maps_case: dict, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "--curve must be one of image, dataset" in res.stderr
     res = runner.invoke(app, ["evaluate", "--data", str(tmp_path), "--gt", str(tmp_path)])
     assert res.exit_code == 2 and "not both" in res.stderr
+    res = runner.invoke(app, ["evaluate", "--pred", str(maps_case["a"]), "--gt",
+                              str(maps_case["gt"]), "--tta", "--no-report"])
+    assert res.exit_code == 2 and "model mode" in " ".join(res.stderr.split())
 
 
 def test_empty_plot_has_no_curve_pixels(tmp_path: Path) -> None:

@@ -202,6 +202,10 @@ def evaluate_command(
         shard_kn = parse_shard(shard)
         if mode == "merge" and shard_kn is not None:
             raise UsageError("--shard selects what a run scores; --merge joins finished runs")
+        if tta and mode != "model":
+            raise UsageError("--tta runs a model twice per photo: it belongs to model mode "
+                             "(--data or --images/--masks); for maps, write them with "
+                             "basnet predict --tta and score those")
     except UsageError as exc:
         raise error_exit(exc) from None
 
