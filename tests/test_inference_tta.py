@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from basnet_cli.inference.tta import FlipAverage, logit, mean_in_logit_space, sigmoid, with_tta
+from tests.conftest import write_dataset
 
 SIZE = 32
 
@@ -71,28 +72,10 @@ def test_with_tta_keeps_name_and_fixed_size() -> None:
     assert wrapped.description == "m.tflite + mirror TTA" and wrapped.input_size == (64, 64)
 
 
-def _photos_and_masks(root: Path, n: int = 3) -> Path:
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rng = np.random.default_rng(5)
-    for i in range(n):
-        mask = np.zeros((30, 40), np.uint8)
-        mask[6:22, 4 + 3 * i:20 + 3 * i] = 255  # off-centre, so mirroring matters
-        photo = np.clip(mask[..., None] * 0.6 + rng.normal(60, 15, (30, 40, 3)), 0, 255)
-        Image.fromarray(photo.astype(np.uint8)).save(root / "images" / f"p{i}.png")
-        Image.fromarray(mask).save(root / "masks" / f"p{i}.png")
-    return root
-
-
-def test_evaluate_wraps_the_model_it_loads(tmp_path: Path) -> None:
+def test_evaluate_wraps_the_model_it_loads(tmp_path: Path, weights: Path) -> None:
     from basnet_cli.evaluate import evaluate_model
-    from basnet_cli.model.basnet import build_basnet
-    from basnet_cli.model.config import PRESETS
 
-    model = build_basnet(PRESETS["basnet-tiny"])
-    weights = tmp_path / "basnet-tiny-x.weights.h5"
-    model.save_weights(weights)
-    data = _photos_and_masks(tmp_path / "DS")
+    data = write_dataset(tmp_path / "DS", 3, layout="plain", size=(30, 40))
     kw = {"size": SIZE, "batch_size": 2, "workers": 1}
     with_flip = evaluate_model(data, model=str(weights), tta=True,
                                save_maps=tmp_path / "tta", **kw).methods[0]
@@ -101,9 +84,9 @@ def test_evaluate_wraps_the_model_it_loads(tmp_path: Path) -> None:
     assert with_flip.source.endswith("+ mirror TTA")
     assert not plain.source.endswith("+ mirror TTA")
     # An untrained network is not mirror-symmetric: the two settings write different maps.
-    differ = [np.abs(np.asarray(Image.open(tmp_path / "tta" / f"p{i}.png"), np.int16)
-                     - np.asarray(Image.open(tmp_path / "plain" / f"p{i}.png"), np.int16)).max()
-              for i in range(3)]
+    differ = [np.abs(np.asarray(Image.open(tmp_path / "tta" / f"{i:04d}.png"), np.int16)
+                     - np.asarray(Image.open(tmp_path / "plain" / f"{i:04d}.png"), np.int16))
+              .max() for i in range(3)]
     assert max(differ) > 0, differ
 
     # A given predictor is used as it is, whatever tta says.
@@ -112,14 +95,10 @@ def test_evaluate_wraps_the_model_it_loads(tmp_path: Path) -> None:
     assert given.metrics == reference.metrics
 
 
-def test_predict_records_tta_in_its_summary(tmp_path: Path) -> None:
-    from basnet_cli.model.basnet import build_basnet
-    from basnet_cli.model.config import PRESETS
+def test_predict_records_tta_in_its_summary(tmp_path: Path, weights: Path) -> None:
     from basnet_cli.predict import PredictOptions, run
 
-    weights = tmp_path / "basnet-tiny-x.weights.h5"
-    build_basnet(PRESETS["basnet-tiny"]).save_weights(weights)
-    data = _photos_and_masks(tmp_path / "DS")
+    data = write_dataset(tmp_path / "DS", 3, layout="plain", size=(30, 40))
     for tta in (True, False):
         summary = run(PredictOptions(inputs=[str(data / "images")], out=tmp_path / f"o{tta}",
                                      model=str(weights), size=SIZE, tta=tta, runtime="keras",
@@ -127,6 +106,6 @@ def test_predict_records_tta_in_its_summary(tmp_path: Path) -> None:
         assert summary.processed == 3 and summary.exit_code == 0
         assert summary.tta is tta and summary.to_dict()["tta"] is tta
         assert summary.model.endswith("+ mirror TTA") is tta
-    a = np.asarray(Image.open(tmp_path / "oTrue" / "p0.png"), np.int16)
-    b = np.asarray(Image.open(tmp_path / "oFalse" / "p0.png"), np.int16)
+    a = np.asarray(Image.open(tmp_path / "oTrue" / "0000.png"), np.int16)
+    b = np.asarray(Image.open(tmp_path / "oFalse" / "0000.png"), np.int16)
     assert np.abs(a - b).max() > 0

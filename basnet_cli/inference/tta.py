@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from basnet_cli.inference.predictors import probabilities
+
 # Probabilities are clipped to [EPS, 1 - EPS] before the logit: float32 sigmoid outputs reach
 # exactly 0 and 1, and 8-bit exports quantise to them.
 EPS = 1e-6
@@ -49,8 +51,6 @@ class FlipAverage:
         return getattr(self.inner, "input_size", None)
 
     def __call__(self, images: Any) -> np.ndarray:
-        from basnet_cli.inference.predictors import probabilities
-
         x = np.asarray(images, dtype=np.float32)
         direct = probabilities(self.inner(x))
         mirrored = probabilities(self.inner(np.ascontiguousarray(x[:, :, ::-1])))[:, :, ::-1]
