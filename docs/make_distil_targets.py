@@ -14,7 +14,6 @@ labels). How stage 7 of the default weights used it: docs/basnet-mobile-history.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from basnet_cli.data import find_pairs, load_mask, split_pairs
+from basnet_cli.images import atomic_save, load_for_model, prepare_map, to_uint8
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
@@ -32,20 +32,10 @@ def _link(target: Path, link: Path) -> None:
         link.symlink_to(target.resolve())
 
 
-def _photo(path: Path, size: int) -> np.ndarray:
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.BILINEAR)
-        return np.asarray(im, np.float32)
-
-
 def _target(gt: np.ndarray, teacher: np.ndarray, alpha: float) -> np.ndarray:
     """``alpha * gt + (1 - alpha) * teacher`` as uint8, the teacher resized to the GT's size."""
-    if teacher.shape != gt.shape:
-        teacher = np.asarray(Image.fromarray(teacher).resize(gt.shape[::-1], Image.BILINEAR))
-    mix = alpha * gt + (1.0 - alpha) * teacher
-    return np.clip(mix * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    teacher = prepare_map(teacher, (gt.shape[1], gt.shape[0]))
+    return to_uint8(alpha * gt + (1.0 - alpha) * teacher)
 
 
 def main(root: Path, out: Path, teacher: Predictor, *, alpha: float = 0.5, size: int = 256,
@@ -73,12 +63,12 @@ def main(root: Path, out: Path, teacher: Predictor, *, alpha: float = 0.5, size:
     t0 = time.perf_counter()
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
-        maps = np.asarray(teacher(np.stack([_photo(i, size) for i, _ in chunk])), np.float32)
+        photos = np.stack([load_for_model(i, size)[0] for i, _ in chunk]).astype(np.float32)
+        maps = np.asarray(teacher(photos), np.float32)
         maps = maps.reshape(len(chunk), size, size)
         for (_, mask), teacher_map in zip(chunk, maps):
-            tmp = mask_dir / (mask.stem + ".tmp.png")
-            Image.fromarray(_target(load_mask(mask), teacher_map, alpha)).save(tmp)
-            os.replace(tmp, mask_dir / (mask.stem + ".png"))
+            atomic_save(Image.fromarray(_target(load_mask(mask), teacher_map, alpha)),
+                        mask_dir / (mask.stem + ".png"))
         done = start + len(chunk)
         if done == len(todo) or (start // batch_size) % 40 == 0:
             log(f"{done}/{len(todo)} targets, {time.perf_counter() - t0:.0f} s")
