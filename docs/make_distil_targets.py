@@ -50,8 +50,9 @@ def main(root: Path, out: Path, teacher: Predictor, *, alpha: float = 0.5, size:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     scan = find_pairs(root)
     train, val = split_pairs(scan.pairs, fraction, seed)
-    image_dir, mask_dir = out / scan.image_dir.name, out / scan.mask_dir.name
-    if scan.layout != "duts":
+    if scan.layout == "duts":
+        image_dir, mask_dir = out / scan.image_dir.name, out / scan.mask_dir.name
+    else:
         image_dir, mask_dir = out / "images", out / "masks"
     image_dir.mkdir(parents=True, exist_ok=True)
     mask_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +81,7 @@ def _teacher(model: str) -> Predictor:
     from basnet_cli.inference import load_predictor, with_tta
     from basnet_cli.inference.runtimes import onnx_available
 
-    runtime = "keras" if onnx_available() else "onnx"
+    runtime = "onnx" if onnx_available() is None else "keras"  # it returns why not, or None
     predictor, _, _ = load_predictor(model, precision="float32", device="cpu",
                                      runtime=runtime)
     return with_tta(predictor, True)
